@@ -1,0 +1,333 @@
+"""What run_glue_sst2.py and run_squad.py share: recipe + override parsing, reading data files with row-precise
+errors, loading a model from the Hub or from a config, output-folder safety and atomic result files."""
+
+import csv
+import gzip
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import transformers
+import yaml
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser
+
+logger = logging.getLogger(__name__)
+REPO_DIR = Path(__file__).resolve().parent
+RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
+DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".txt")
+
+
+class InputError(Exception):
+    """A problem with what the user gave us, reported as one line: which file, which row, what to do."""
+
+
+def run_main(main):
+    """Runs a script's main(); bad input ends with one error line and exit code 2 instead of a traceback."""
+    try:
+        main()
+    except InputError as error:
+        logger.debug("input error", exc_info=True)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Arguments
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pretrained model: a Hub id (bert-base-cased, you/your-model) or a local folder."}
+    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "Config (Hub id or folder). Without --model_name_or_path: train from scratch."}
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer (Hub id or folder); defaults to --model_name_or_path."}
+    )
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the Hub model."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where downloads from the Hub are stored."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run code shipped with a Hub model. Off unless you trust the repository."}
+    )
+
+
+@dataclass
+class TrainingArguments(transformers.TrainingArguments):
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Allow a new run in a non-empty --output_dir (files already there are kept, never deleted)."},
+    )
+
+
+def parse_args(dataclass_types, argv=None):
+    """Parses `[recipe.yaml] [--key value ...]`: the recipe file's keys first, command-line flags override them."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(dataclass_types)
+    recipe_args = []
+    if argv and not argv[0].startswith("-"):
+        recipe_args = recipe_to_flags(argv.pop(0), known_keys={a.dest for a in parser._actions})
+    parsed = parser.parse_args_into_dataclasses(args=recipe_args + argv, return_remaining_strings=True)
+    *arguments, unknown = parsed
+    if unknown:
+        raise InputError(f"unknown command-line argument(s) {' '.join(unknown)}; see --help for the accepted flags")
+    return tuple(arguments)
+
+
+def recipe_to_flags(path, known_keys):
+    """Turns a YAML/JSON recipe (a flat mapping of flag -> value) into command-line flags."""
+    if not path.endswith(RECIPE_SUFFIXES):
+        raise InputError(f"{path}: a recipe file must end in .yaml, .yml or .json (flags start with --)")
+    if not os.path.isfile(path):
+        raise InputError(f"recipe file {path} not found; give the path to a file under recipes/")
+    try:
+        with open(path, encoding="utf-8") as f:
+            recipe = yaml.safe_load(f)  # YAML is a superset of JSON, so one loader reads both
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise InputError(f"recipe file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
+    if not isinstance(recipe, dict):
+        raise InputError(f"recipe file {path} must be a mapping of flag names to values")
+    flags = []
+    for key, value in recipe.items():
+        if key not in known_keys:
+            raise InputError(f"recipe file {path}: unknown key '{key}'; fix the name or remove it (see --help)")
+        if value is None:
+            continue
+        if isinstance(value, list):
+            flags += [f"--{key}"] + [str(v) for v in value]
+        elif isinstance(value, dict):
+            flags += [f"--{key}", json.dumps(value)]
+        else:
+            flags += [f"--{key}", str(value)]
+    return flags
+
+
+def set_up_logging(training_args):
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", handlers=[logging.StreamHandler()]
+    )
+    level = training_args.get_process_log_level()
+    logger.setLevel(level)
+    logging.getLogger("__main__").setLevel(level)
+    transformers.utils.logging.set_verbosity(level)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data files
+
+
+def split_suffix(path):
+    """'dev.tsv.gz' -> '.tsv' (the format, whether gzipped or not)."""
+    name = str(path)[:-3] if str(path).endswith(".gz") else str(path)
+    return os.path.splitext(name)[1].lower()
+
+
+def read_text(path, flag="a data file"):
+    """The whole file as text (gzip handled). Missing files and bytes that are not UTF-8 are InputErrors."""
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: file not found; check the path given to {flag}")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if str(path).endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as error:
+            raise InputError(f"{path}: not a valid gzip file ({error}); re-download or decompress it") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise InputError(f"{path}, line {line}: bytes that are not UTF-8; re-save the file as UTF-8") from None
+
+
+def read_records(path, flag="a data file"):
+    """Rows of a .csv/.tsv/.json/.jsonl/.txt file (optionally .gz) as a list of dicts, each with its location
+    under the key '_row' ("line 12" / "record 3") for error messages."""
+    suffix = split_suffix(path)
+    if suffix not in DATA_SUFFIXES:
+        raise InputError(f"{path}: unsupported file type; use .csv, .tsv, .json, .jsonl or .txt (optionally .gz)")
+    text = read_text(path, flag)
+    if not text.strip():
+        raise InputError(f"{path}: the file is empty; it needs a header and at least one row")
+    if suffix == ".txt":  # one sentence per line, for prediction
+        rows = [{"sentence": line, "_row": f"line {i}"} for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+    elif suffix in (".csv", ".tsv"):
+        rows = read_delimited(path, text, suffix)
+    else:
+        rows = read_json_rows(path, text, suffix)
+    if not rows:
+        raise InputError(f"{path}: no data rows (only a header?); add rows or fix the file")
+    return rows
+
+
+def read_delimited(path, text, suffix):
+    # GLUE's .tsv files hold bare quote characters inside sentences: quoting must be off for tab-separated files.
+    if suffix == ".tsv":
+        reader = csv.reader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(text.splitlines())
+    try:
+        header = next(reader)
+        rows = []
+        for line_number, values in enumerate(reader, 2):
+            if not values:
+                continue
+            if len(values) != len(header):
+                raise InputError(
+                    f"{path}, line {line_number}: {len(values)} fields where the header has {len(header)}; "
+                    f"fix that row (a stray {'tab' if suffix == '.tsv' else 'comma or quote'}?)"
+                )
+            rows.append({**dict(zip(header, values)), "_row": f"line {line_number}"})
+    except csv.Error as error:
+        raise InputError(f"{path}, line {reader.line_num}: {error}; fix the quoting of that row") from None
+    return rows
+
+
+def read_json_rows(path, text, suffix):
+    """A JSON list of objects, {"data": [...]}, or JSON lines (datasets' json loader accepts all three)."""
+    if suffix == ".json":
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            if text.lstrip().startswith("{") and "\n{" in text.strip():
+                document = None  # JSON lines in a .json file
+            else:
+                raise InputError(f"{path}, line {error.lineno}: broken JSON ({error.msg}); fix the file") from None
+        if document is not None:
+            records = document.get("data") if isinstance(document, dict) else document
+            if isinstance(document, dict) and records is None:
+                records = [document]
+            if not isinstance(records, list):
+                raise InputError(f"{path}: expected a list of records (or {{\"data\": [...]}}); fix the file layout")
+            return [check_object(path, record, f"record {i}") for i, record in enumerate(records)]
+    rows = []
+    for line_number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}, line {line_number}: broken JSON line ({error.msg}); fix that line") from None
+        rows.append(check_object(path, record, f"line {line_number}"))
+    return rows
+
+
+def check_object(path, record, where):
+    if not isinstance(record, dict):
+        raise InputError(f"{path}, {where}: expected a JSON object with named fields, got {type(record).__name__}")
+    return {**record, "_row": where}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model
+
+
+def load_tokenizer_and_config(model_args, **config_overrides):
+    """Config and (fast) tokenizer from a Hub id or local folder; --config_name alone means training from scratch."""
+    config_source = model_args.config_name or model_args.model_name_or_path
+    tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
+    if not config_source or not tokenizer_source:
+        raise InputError("give --model_name_or_path, or --config_name and --tokenizer_name to train from scratch")
+    hub = {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision,
+           "trust_remote_code": model_args.trust_remote_code}
+    try:
+        config = AutoConfig.from_pretrained(config_source, **hub, **config_overrides)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub)
+    except OSError as error:
+        raise InputError(f"could not load the model {config_source!r}: {str(error).splitlines()[0]}") from None
+    return config, tokenizer
+
+
+def load_model(model_args, auto_class, config):
+    if model_args.model_name_or_path is None:
+        logger.info("No --model_name_or_path: training a new model from the config %s", model_args.config_name)
+        return auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    return auto_class.from_pretrained(
+        model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir,
+        revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code,
+    )
+
+
+def check_max_seq_length(max_seq_length, tokenizer, config):
+    limit = min(tokenizer.model_max_length, getattr(config, "max_position_embeddings", tokenizer.model_max_length))
+    if max_seq_length > limit:
+        raise InputError(f"--max_seq_length {max_seq_length} is above the model's limit of {limit} tokens; lower it")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Output folder
+
+
+def atomic_write_text(path, text):
+    """Writes through a temp file and a rename, so a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path, obj):
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def save_metrics(output_dir, split, metrics):
+    """<split>_results.json, plus the same keys merged into all_results.json (the Trainer's layout)."""
+    atomic_write_json(Path(output_dir) / f"{split}_results.json", metrics)
+    all_path = Path(output_dir) / "all_results.json"
+    all_results = json.loads(all_path.read_text()) if all_path.exists() else {}
+    atomic_write_json(all_path, {**all_results, **metrics})
+
+
+def is_complete_checkpoint(folder):
+    """The Trainer writes trainer_state.json last: a checkpoint without a readable one was cut off mid-write."""
+    folder = Path(folder)
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return any((folder / name).exists() for name in ("model.safetensors", "model.safetensors.index.json",
+                                                      "pytorch_model.bin", "adapter_model.safetensors"))
+
+
+def checkpoint_to_resume(training_args):
+    """The output-folder policy. Returns the checkpoint to resume from (or None for a fresh run):
+    --resume_from_checkpoint PATH wins; otherwise the newest complete checkpoint-N in --output_dir.
+    A non-empty --output_dir holding no checkpoint is refused unless --overwrite_output_dir. Nothing is deleted."""
+    if not training_args.do_train:
+        return None
+    explicit = training_args.resume_from_checkpoint
+    if explicit:
+        if not is_complete_checkpoint(explicit):
+            raise InputError(f"--resume_from_checkpoint {explicit}: not a complete checkpoint folder")
+        return explicit
+    output_dir = Path(training_args.output_dir)
+    if not output_dir.is_dir() or not any(output_dir.iterdir()):
+        return None
+    checkpoints = sorted(
+        (p for p in output_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
+    for incomplete in (p for p in checkpoints if not is_complete_checkpoint(p)):
+        logger.warning("Skipping %s: it was not completely written (the run was cut off while saving)", incomplete)
+    complete = [p for p in checkpoints if is_complete_checkpoint(p)]
+    if complete and not training_args.overwrite_output_dir:
+        logger.info("Resuming from %s", complete[-1])
+        return str(complete[-1])
+    if not training_args.overwrite_output_dir:
+        raise InputError(
+            f"--output_dir {output_dir} is not empty and holds no checkpoint to resume; choose another --output_dir "
+            "or pass --overwrite_output_dir to write into it (files already there are kept)"
+        )
+    return None

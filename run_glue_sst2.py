@@ -1,0 +1,251 @@
+#!/usr/bin/env python
+"""Fine-tune a BERT-family model on GLUE SST-2 (binary sentiment) with the Hugging Face Trainer.
+
+    python run_glue_sst2.py recipes/sst2/bert-base-cased.yaml [--key value ...]
+    python run_glue_sst2.py --model_name_or_path bert-base-cased --dataset_name nyu-mll/glue \
+        --dataset_config_name sst2 --do_train --do_eval --output_dir outputs/sst2
+
+Data: a Hub dataset (nyu-mll/glue + sst2, or any dataset with a sentence/text and label column) or local files
+(.tsv in GLUE's layout, .csv, .json, .jsonl, each optionally .gz; a .txt of one sentence per line for prediction).
+Writes: the model, eval_results.json (eval_accuracy, eval_f1), eval_failures.tsv (misclassified sentences, most
+confident first) and predict_results.tsv.
+"""
+
+import logging
+import sys
+from dataclasses import dataclass, field
+
+import datasets
+import evaluate
+import numpy as np
+import transformers
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, set_seed
+
+from common import (
+    REPO_DIR, InputError, ModelArguments, TrainingArguments, atomic_write_text, check_max_seq_length,
+    checkpoint_to_resume, load_model, load_tokenizer_and_config, parse_args, read_records, run_main, save_metrics,
+    set_up_logging,
+)
+
+logger = logging.getLogger(__name__)
+LABEL_NAMES = ["negative", "positive"]  # SST-2's order: 0 = negative, 1 = positive
+TEXT_COLUMNS = ("sentence", "text")
+UNLABELED = -1  # GLUE's test split marks its hidden labels with -1
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset, e.g. nyu-mll/glue."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset config, e.g. sst2."})
+    train_file: str | None = field(default=None, metadata={"help": "Training file (.tsv/.csv/.json/.jsonl[.gz])."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation file, same formats."})
+    test_file: str | None = field(default=None, metadata={"help": "Prediction file; also .txt, one sentence a line."})
+    text_column: str | None = field(default=None, metadata={"help": "Text column (default: 'sentence' or 'text')."})
+    label_column: str = field(default="label", metadata={"help": "Label column: 0/1 or negative/positive."})
+    max_seq_length: int = field(default=128, metadata={"help": "Longer sentences are truncated to this many tokens."})
+    pad_to_max_length: bool = field(
+        default=False, metadata={"help": "Pad every batch to max_seq_length (default: pad to the longest in batch)."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation rows."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Use only the first N test rows."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+
+    def split_sources(self, training_args):
+        """(split, file or None) for each split the run needs."""
+        wanted = [("train", self.train_file, training_args.do_train),
+                  ("validation", self.validation_file, training_args.do_eval),
+                  ("test", self.test_file, training_args.do_predict)]
+        return [(split, path) for split, path, needed in wanted if needed]
+
+
+def load_rows(data_args, split, path):
+    """Rows of one split, from a local file or the Hub dataset; each row carries '_row' for error messages."""
+    if path:
+        return read_records(path, flag=f"--{split if split != 'validation' else 'validation'}_file"), path
+    if not data_args.dataset_name:
+        raise InputError(f"no data for the {split} split: give --{split}_file or --dataset_name")
+    try:
+        dataset = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, split=split)
+    except Exception as error:  # the Hub raises many kinds; all mean "cannot get this dataset"
+        raise InputError(f"could not load split '{split}' of {data_args.dataset_name}: {str(error).splitlines()[0]}")
+    source = f"{data_args.dataset_name}[{split}]"
+    return [{**row, "_row": f"row {i}"} for i, row in enumerate(dataset.to_list())], source
+
+
+def find_text_column(rows, source, text_column):
+    columns = [c for c in rows[0] if c != "_row"]
+    if text_column:
+        if text_column not in columns:
+            raise InputError(f"{source}: no column '{text_column}' (columns: {', '.join(columns)}); fix --text_column")
+        return text_column
+    for name in TEXT_COLUMNS:
+        if name in columns:
+            return name
+    raise InputError(f"{source}: no 'sentence' or 'text' column (columns: {', '.join(columns)}); "
+                     "name the text column with --text_column")
+
+
+def parse_label(value, source, where):
+    """0/1, "0"/"1", or a label name -> 0/1; -1, "" and missing -> UNLABELED. Returns (label, kind)."""
+    if value is None or value == "" or value == UNLABELED or value == str(UNLABELED):
+        return UNLABELED, None
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        raise InputError(f"{source}, {where}: label {value!r} is not 0/1 or negative/positive; fix that row")
+    if isinstance(value, (int, float)) or isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        number = int(float(value))
+        if number not in (0, 1):
+            raise InputError(f"{source}, {where}: label {value!r} is outside the label set {{0, 1}}; fix that row")
+        return number, "number"
+    if isinstance(value, str) and value.strip().lower() in LABEL_NAMES:
+        return LABEL_NAMES.index(value.strip().lower()), "name"
+    raise InputError(f"{source}, {where}: label {value!r} is not 0/1 or negative/positive; fix that row")
+
+
+def build_dataset(rows, source, data_args, split):
+    """Validates every row and returns a Dataset with columns sentence, label (-1 = unlabeled)."""
+    text_column = find_text_column(rows, source, data_args.text_column)
+    sentences, labels, kinds = [], [], {}
+    for row in rows:
+        text = row.get(text_column)
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"{source}, {row['_row']}: empty or missing '{text_column}'; fill it in or drop the row")
+        label, kind = parse_label(row.get(data_args.label_column), source, row["_row"])
+        if kind:
+            kinds.setdefault(kind, row["_row"])
+        if len(kinds) > 1:
+            raise InputError(f"{source}: mixed label types (numbers at {kinds['number']}, names at {kinds['name']}); "
+                             "use 0/1 or negative/positive throughout")
+        sentences.append(text)
+        labels.append(label)
+    if split != "test" and UNLABELED in labels:
+        where = rows[labels.index(UNLABELED)]["_row"]
+        raise InputError(f"{source}, {where}: missing label in the {split} data (column '{data_args.label_column}'); "
+                         "every training and validation row needs 0/1 or negative/positive")
+    return datasets.Dataset.from_dict({"sentence": sentences, "label": labels})
+
+
+def failure_report(sentences, labels, probabilities):
+    """Misclassified sentences, the most confident mistakes first, as TSV text."""
+    predicted = probabilities.argmax(-1)
+    confidence = probabilities.max(-1)
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")]
+    lines = ["index\tgold\tpredicted\tprobability\tsentence"] + [
+        f"{i}\t{LABEL_NAMES[labels[i]]}\t{LABEL_NAMES[predicted[i]]}\t{confidence[i]:.4f}\t{sentences[i]}" for i in wrong
+    ]
+    return "\n".join(lines) + "\n", len(wrong)
+
+
+def softmax(logits):
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
+def main(argv=None):
+    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
+    set_up_logging(training_args)
+    logger.info("Training arguments: %s", training_args)
+
+    # ---- Data: read and validate everything before any model is built or any file is written.
+    splits = {}
+    for split, path in data_args.split_sources(training_args):
+        rows, source = load_rows(data_args, split, path)
+        splits[split] = build_dataset(rows, source, data_args, split)
+    if not splits:
+        raise InputError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
+    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
+              "test": data_args.max_predict_samples}
+    for split, limit in limits.items():
+        if split in splits and limit is not None:
+            splits[split] = splits[split].select(range(min(limit, len(splits[split]))))
+    resume_from = checkpoint_to_resume(training_args)
+
+    # ---- Model: id2label names travel with the saved config, so pipeline() shows negative/positive.
+    set_seed(training_args.seed)
+    config, tokenizer = load_tokenizer_and_config(
+        model_args, num_labels=2, id2label=dict(enumerate(LABEL_NAMES)),
+        label2id={name: i for i, name in enumerate(LABEL_NAMES)}, finetuning_task="sst2",
+    )
+    check_max_seq_length(data_args.max_seq_length, tokenizer, config)
+    model = load_model(model_args, AutoModelForSequenceClassification, config)
+
+    # ---- Preprocess
+    def tokenize(batch):
+        padding = "max_length" if data_args.pad_to_max_length else False
+        return tokenizer(batch["sentence"], truncation=True, max_length=data_args.max_seq_length, padding=padding)
+
+    with training_args.main_process_first(desc="tokenization"):
+        features = {
+            split: dataset.map(tokenize, batched=True, remove_columns=["sentence"],
+                               num_proc=data_args.preprocessing_num_workers, desc=f"Tokenizing {split}")
+            for split, dataset in splits.items()
+        }
+    for split in ("validation", "test"):  # the label column is only fed to the model when there are labels
+        if split in features and UNLABELED in splits[split]["label"]:
+            features[split] = features[split].remove_columns("label")
+
+    # ---- Train
+    metric = evaluate.load(str(REPO_DIR / "metrics" / "accuracy_f1"))
+
+    def compute_metrics(prediction):
+        return metric.compute(predictions=prediction.predictions.argmax(-1), references=prediction.label_ids)
+
+    pad_multiple = 8 if training_args.bf16 or training_args.fp16 else None  # tensor-core friendly shapes
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=features.get("train"),
+        eval_dataset=features.get("validation"),
+        processing_class=tokenizer,
+        data_collator=None if data_args.pad_to_max_length else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple),
+        compute_metrics=compute_metrics,
+    )
+    all_metrics = {}
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        trainer.save_model(_internal_call=True)  # our own push below carries our model card
+        trainer.save_state()
+        metrics = {**result.metrics, "train_samples": len(features["train"])}
+        trainer.log_metrics("train", metrics)
+        if trainer.is_world_process_zero():
+            save_metrics(training_args.output_dir, "train", metrics)
+        all_metrics.update(metrics)
+
+    # ---- Evaluate: one prediction pass gives the metrics and the failure report.
+    if training_args.do_eval:
+        if UNLABELED in splits["validation"]["label"]:
+            raise InputError("the validation data has rows without labels; evaluation needs a label on every row")
+        output = trainer.predict(features["validation"], metric_key_prefix="eval")
+        metrics = {**output.metrics, "eval_samples": len(features["validation"])}
+        trainer.log(metrics)
+        trainer.log_metrics("eval", metrics)
+        if trainer.is_world_process_zero():
+            report, mistakes = failure_report(
+                splits["validation"]["sentence"], np.array(splits["validation"]["label"]), softmax(output.predictions)
+            )
+            atomic_write_text(f"{training_args.output_dir}/eval_failures.tsv", report)
+            logger.info("%d misclassified validation sentences written to eval_failures.tsv", mistakes)
+            save_metrics(training_args.output_dir, "eval", metrics)
+        all_metrics.update(metrics)
+
+    # ---- Predict
+    if training_args.do_predict:
+        probabilities = softmax(trainer.predict(features["test"], metric_key_prefix="predict").predictions)
+        if trainer.is_world_process_zero():
+            lines = ["index\tprediction\tprobability\tsentence"] + [
+                f"{i}\t{LABEL_NAMES[p.argmax()]}\t{p.max():.4f}\t{sentence}"
+                for i, (p, sentence) in enumerate(zip(probabilities, splits["test"]["sentence"]))
+            ]
+            atomic_write_text(f"{training_args.output_dir}/predict_results.tsv", "\n".join(lines) + "\n")
+            logger.info("Predictions for %d sentences written to predict_results.tsv", len(probabilities))
+
+    # ---- Push: only once everything above is written, so a failed push leaves a complete output folder.
+    if training_args.push_to_hub and trainer.is_world_process_zero():
+        from model_card import push_output_dir
+
+        push_output_dir(training_args, task="sst2", model_args=model_args, metrics=all_metrics, argv=sys.argv)
+
+
+if __name__ == "__main__":
+    run_main(main)

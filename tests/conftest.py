@@ -1,0 +1,38 @@
+"""Every test runs offline: the Hub is unreachable here, and without these variables a failing Hub lookup retries
+for up to a minute. HF_HOME is a throwaway folder so no test reads or writes the user's cache."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_EVALUATE_OFFLINE": "1",
+    "HF_HOME": tempfile.mkdtemp(prefix="test-hf-home-"),
+    "TOKENIZERS_PARALLELISM": "false",
+    "DISABLE_MLFLOW_INTEGRATION": "TRUE",
+}
+os.environ.update(OFFLINE_ENV)  # before transformers / huggingface_hub are imported by any test module
+sys.path.insert(0, str(REPO_DIR))
+
+TINY_MODEL = ["--config_name", str(REPO_DIR / "assets/tiny-bert"), "--tokenizer_name", str(REPO_DIR / "assets/tiny-bert")]
+SAMPLE_DIR = REPO_DIR / "data" / "sample"
+
+
+def run_script(script, *args, env=None, cwd=REPO_DIR, timeout=300):
+    """Runs one of the repository's scripts in a fresh Python process; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, str(REPO_DIR / script), *map(str, args)],
+        cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture
+def repo_dir():
+    return REPO_DIR

@@ -1,0 +1,228 @@
+import csv
+import gzip
+import json
+
+import evaluate
+import pytest
+from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_script
+
+import common
+import run_glue_sst2
+
+QUICKSTART = str(REPO_DIR / "recipes/sst2/quickstart.yaml")
+
+
+def run_in_process(argv, capsys):
+    """main() as the command line runs it: returns (exit code, stderr)."""
+    try:
+        common.run_main(lambda: run_glue_sst2.main([str(a) for a in argv]))
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory):
+    """One real training run of the quickstart recipe (a few seconds), shared by the tests that read its outputs."""
+    output_dir = tmp_path_factory.mktemp("quickstart")
+    run_glue_sst2.main([QUICKSTART, "--output_dir", str(output_dir), "--logging_steps", "5"])
+    return output_dir
+
+
+def read_tsv(path):
+    with open(path, encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+# ---- Arguments
+
+
+def test_recipe_values_are_used_and_command_line_overrides_win(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("learning_rate: 3.0e-5\nmax_seq_length: 96\ndo_train: true\noutput_dir: from-recipe\n")
+    model_args, data_args, training_args = common.parse_args(
+        (common.ModelArguments, run_glue_sst2.DataArguments, common.TrainingArguments),
+        [str(recipe), "--max_seq_length", "32", "--output_dir", str(tmp_path / "cli")],
+    )
+    assert training_args.learning_rate == 3e-5 and training_args.do_train
+    assert data_args.max_seq_length == 32
+    assert training_args.output_dir == str(tmp_path / "cli")
+
+
+def test_json_recipe_and_plain_flags(tmp_path):
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"per_device_train_batch_size": 7, "output_dir": str(tmp_path)}))
+    _, _, training_args = common.parse_args(
+        (common.ModelArguments, run_glue_sst2.DataArguments, common.TrainingArguments), [str(recipe)]
+    )
+    assert training_args.per_device_train_batch_size == 7
+    _, data_args, _ = common.parse_args(
+        (common.ModelArguments, run_glue_sst2.DataArguments, common.TrainingArguments),
+        ["--output_dir", str(tmp_path), "--text_column", "review"],
+    )
+    assert data_args.text_column == "review"
+
+
+@pytest.mark.parametrize("content, message", [("learning_rat: 1e-5\n", "unknown key 'learning_rat'"),
+                                              ("- a\n- b\n", "must be a mapping")])
+def test_bad_recipe_is_one_clear_error(tmp_path, capsys, content, message):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(content)
+    code, err = run_in_process([recipe, "--output_dir", tmp_path / "out"], capsys)
+    assert code == 2 and message in err and str(recipe) in err
+    assert not (tmp_path / "out").exists()
+
+
+# ---- Reading data
+
+
+def test_glue_tsv_keeps_bare_quotes_and_reads_gzip(tmp_path):
+    text = 'sentence\tlabel\nit \'s a "wonderful" , " moving film \t1\n"dull" \t0\n'
+    (tmp_path / "a.tsv").write_text(text, encoding="utf-8")
+    (tmp_path / "a.tsv.gz").write_bytes(gzip.compress(text.encode()))
+    for name in ("a.tsv", "a.tsv.gz"):
+        rows = common.read_records(tmp_path / name)
+        assert [r["sentence"] for r in rows] == ['it \'s a "wonderful" , " moving film ', '"dull" ']
+        assert [r["label"] for r in rows] == ["1", "0"]
+        assert rows[1]["_row"] == "line 3"
+
+
+def test_json_jsonl_csv_and_txt_inputs(tmp_path):
+    records = [{"text": "great , \"really\"", "label": "positive"}, {"text": "bad", "label": "negative"}]
+    (tmp_path / "a.json").write_text(json.dumps(records))
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress("\n".join(map(json.dumps, records)).encode()))
+    (tmp_path / "a.csv").write_text('text,label\n"great , ""really""",positive\nbad,negative\n')
+    for name in ("a.json", "a.jsonl.gz", "a.csv"):
+        rows = common.read_records(tmp_path / name)
+        assert [(r["text"], r["label"]) for r in rows] == [(r["text"], r["label"]) for r in records]
+    (tmp_path / "a.txt").write_text("first sentence\n\nsecond one\n")
+    assert [r["sentence"] for r in common.read_records(tmp_path / "a.txt")] == ["first sentence", "second one"]
+
+
+def test_label_names_and_numbers_map_to_the_sst2_ids():
+    args = run_glue_sst2.DataArguments()
+    named = [{"text": "good", "label": "Positive", "_row": "line 2"}, {"text": "bad", "label": "negative", "_row": "line 3"}]
+    numbered = [{"sentence": "good", "label": 1, "_row": "record 0"}, {"sentence": "bad", "label": "0", "_row": "record 1"}]
+    assert run_glue_sst2.build_dataset(named, "f", args, "train")["label"] == [1, 0]
+    assert run_glue_sst2.build_dataset(numbered, "f", args, "train")["label"] == [1, 0]
+    glue_test = [{"sentence": "x", "label": -1, "_row": "row 0"}]
+    assert run_glue_sst2.build_dataset(glue_test, "f", args, "test")["label"] == [-1]
+
+
+# ---- Metrics and outputs of a real run
+
+
+def test_accuracy_module_equals_a_hand_count():
+    predictions = [1, 0, 1, 1, 0, 0, 1, 0]
+    references = [1, 1, 1, 0, 0, 0, 0, 0]
+    # hand count: correct = 5 of 8; positives: tp 2, predicted 4, actual 3 -> p 0.5, r 2/3, f1 4/7
+    result = evaluate.load(str(REPO_DIR / "metrics/accuracy_f1")).compute(predictions=predictions, references=references)
+    assert result == {"accuracy": 5 / 8, "f1": pytest.approx(4 / 7)}
+
+
+def test_training_loss_goes_down_and_config_carries_label_names(quickstart_run):
+    state = json.loads((quickstart_run / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert len(losses) >= 3 and losses[-1] < 0.5 * losses[0]
+    config = json.loads((quickstart_run / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    assert config["label2id"] == {"negative": 0, "positive": 1}
+
+
+def test_eval_accuracy_equals_the_count_of_failures(quickstart_run):
+    results = json.loads((quickstart_run / "eval_results.json").read_text())
+    dev_rows = len(common.read_records(SAMPLE_DIR / "sst2_dev.tsv"))
+    failures = read_tsv(quickstart_run / "eval_failures.tsv")
+    assert results["eval_samples"] == dev_rows
+    assert results["eval_accuracy"] == pytest.approx((dev_rows - len(failures)) / dev_rows)
+    assert results["eval_accuracy"] > 0.8  # the sample sentences are learnable; ~5% carry a flipped label
+    all_results = json.loads((quickstart_run / "all_results.json").read_text())
+    assert all_results["eval_accuracy"] == results["eval_accuracy"] and "train_loss" in all_results
+
+
+def test_failure_report_lists_mistakes_most_confident_first(quickstart_run):
+    failures = read_tsv(quickstart_run / "eval_failures.tsv")
+    dev = {i: row for i, row in enumerate(common.read_records(SAMPLE_DIR / "sst2_dev.tsv"))}
+    assert failures, "the sample dev set holds flipped labels, so some sentences must be misclassified"
+    probabilities = [float(f["probability"]) for f in failures]
+    assert probabilities == sorted(probabilities, reverse=True)
+    for failure in failures:
+        gold = dev[int(failure["index"])]
+        assert failure["sentence"] == gold["sentence"]
+        assert failure["gold"] == run_glue_sst2.LABEL_NAMES[int(gold["label"])] != failure["predicted"]
+
+
+def test_prediction_file_has_a_named_label_for_every_test_sentence(quickstart_run):
+    predictions = read_tsv(quickstart_run / "predict_results.tsv")
+    test_rows = common.read_records(SAMPLE_DIR / "sst2_test.tsv")
+    assert [p["sentence"] for p in predictions] == [r["sentence"] for r in test_rows]
+    assert {p["prediction"] for p in predictions} <= {"negative", "positive"}
+    assert all(0.5 <= float(p["probability"]) <= 1 for p in predictions)
+    # the templates make the answer obvious: a positive adjective means positive
+    positive_words = {"wonderful", "moving", "funny", "brilliant", "charming"}
+    obvious = [p for p in predictions if positive_words & set(p["sentence"].split())]
+    assert sum(p["prediction"] == "positive" for p in obvious) >= 0.8 * len(obvious)
+
+
+def test_predict_only_from_the_trained_folder_on_a_txt_file(quickstart_run, tmp_path, capsys):
+    sentences = tmp_path / "s.txt"
+    sentences.write_text("the film is wonderful .\nthe script is awful .\n")
+    code, err = run_in_process(["--model_name_or_path", quickstart_run, "--test_file", sentences, "--do_predict",
+                                "--output_dir", tmp_path / "pred"], capsys)
+    assert code == 0, err
+    predictions = read_tsv(tmp_path / "pred/predict_results.tsv")
+    assert [p["prediction"] for p in predictions] == ["positive", "negative"]
+
+
+# ---- Bad input: one line naming the file and row, exit code 2, nothing written
+
+
+def bad_input_case(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+BAD_TRAIN_FILES = [
+    ("empty.tsv", "", "is empty"),
+    ("header.tsv", "sentence\tlabel\n", "no data rows"),
+    ("labels.tsv", "sentence\tlabel\ngood \t1\nbad \t2\n", "line 3: label '2' is outside the label set"),
+    ("mixed.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": "negative"}\n', "mixed label types"),
+    ("column.csv", "review,label\ngood,1\n", "no 'sentence' or 'text' column"),
+    ("latin1.tsv", "sentence\tlabel\ngood \t1\ncaf\xe9 \t0\n".encode("latin-1"), "line 3: bytes that are not UTF-8"),
+    ("fields.tsv", "sentence\tlabel\ngood \t1\nbad\tx \t0\n", "line 3: 3 fields where the header has 2"),
+    ("broken.json", '[{"sentence": "a", "label": 1},', "broken JSON"),
+    ("nolabel.tsv", "sentence\tlabel\ngood \t1\nbad \t\n", "line 3: missing label"),
+    ("emptytext.tsv", "sentence\tlabel\ngood \t1\n\t0\n", "line 3: empty or missing 'sentence'"),
+]
+
+
+@pytest.mark.parametrize("name, content, message", BAD_TRAIN_FILES)
+def test_bad_training_file_is_rejected_before_anything_is_written(tmp_path, capsys, name, content, message):
+    path = bad_input_case(tmp_path, name, content)
+    output_dir = tmp_path / "out"
+    code, err = run_in_process(["--train_file", path, "--do_train", "--output_dir", output_dir, *TINY_MODEL], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(path) in lines[0] and message in lines[0], err
+    assert not output_dir.exists()
+
+
+def test_missing_file_and_unknown_text_column(tmp_path, capsys):
+    code, err = run_in_process(["--train_file", tmp_path / "nope.tsv", "--do_train", "--output_dir", tmp_path / "o",
+                                *TINY_MODEL], capsys)
+    assert code == 2 and "nope.tsv: file not found" in err
+    code, err = run_in_process(["--train_file", SAMPLE_DIR / "sst2_train.tsv", "--text_column", "review", "--do_train",
+                                "--output_dir", tmp_path / "o", *TINY_MODEL], capsys)
+    assert code == 2 and "no column 'review'" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_input_from_the_command_line_exits_non_zero_with_one_line(tmp_path):
+    empty = bad_input_case(tmp_path, "empty.tsv", "")
+    result = run_script("run_glue_sst2.py", "--train_file", empty, "--do_train", "--output_dir", tmp_path / "out",
+                        *TINY_MODEL)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: {empty}: the file is empty; it needs a header and at least one row"
+    assert not (tmp_path / "out").exists()
