@@ -226,3 +226,21 @@ def test_bad_input_from_the_command_line_exits_non_zero_with_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: {empty}: the file is empty; it needs a header and at least one row"
     assert not (tmp_path / "out").exists()
+
+
+def test_dataset_by_name_with_glue_schema_and_unlabeled_test_split(tmp_path, capsys):
+    """--dataset_name goes through datasets.load_dataset (a Hub id for users; a local dataset folder here)."""
+    folder = tmp_path / "my-sst2"
+    folder.mkdir()
+    rows = common.read_records(SAMPLE_DIR / "sst2_train.tsv")
+    for split, part in [("train", rows[:200]), ("validation", rows[200:260]), ("test", rows[260:280])]:
+        lines = [json.dumps({"sentence": r["sentence"], "label": -1 if split == "test" else int(r["label"]), "idx": i})
+                 for i, r in enumerate(part)]
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    code, err = run_in_process([QUICKSTART, "--train_file", "", "--validation_file", "", "--test_file", "",
+                                "--dataset_name", folder, "--num_train_epochs", "1", "--output_dir", tmp_path / "o"],
+                               capsys)
+    assert code == 0, err
+    results = json.loads((tmp_path / "o/eval_results.json").read_text())
+    assert results["eval_samples"] == 60
+    assert len(read_tsv(tmp_path / "o/predict_results.tsv")) == 20
