@@ -65,6 +65,12 @@ class TrainingArguments(transformers.TrainingArguments):
         metadata={"help": "Allow a new run in a non-empty --output_dir (files already there are kept, never deleted)."},
     )
 
+    def __getstate__(self):
+        # The Trainer pickles these arguments into training_args.bin, which is pushed to the Hub: keep the token out.
+        state = dict(self.__dict__)
+        state["hub_token"] = None
+        return state
+
 
 def parse_args(dataclass_types, argv=None):
     """Parses `[recipe.yaml] [--key value ...]`: the recipe file's keys first, command-line flags override them."""

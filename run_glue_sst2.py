@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import datasets
 import evaluate
 import numpy as np
-import transformers
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, set_seed
 
 from common import (
@@ -244,7 +243,8 @@ def main(argv=None):
     if training_args.push_to_hub and trainer.is_world_process_zero():
         from model_card import push_output_dir
 
-        push_output_dir(training_args, task="sst2", model_args=model_args, metrics=all_metrics, argv=sys.argv)
+        push_output_dir(training_args, task="sst2", model_args=model_args, data_args=data_args, metrics=all_metrics,
+                        argv=sys.argv)
 
 
 if __name__ == "__main__":

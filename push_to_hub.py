@@ -1,0 +1,68 @@
+"""Push a finished output folder to the Hub without retraining (the retry after a failed push, or a first push of a
+run trained without --push_to_hub).
+
+    python push_to_hub.py OUTPUT_DIR --hub_model_id you/bert-base-cased-sst2 [--hub_private_repo]
+
+The token comes from --hub_token, HF_TOKEN or `hf auth login`. The model card the training run wrote is pushed as
+is (with the repo id updated if you push under another name); a folder without one gets a card built from its
+config, results and trainer state.
+"""
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from common import run_main
+from model_card import (CARD_MARKER, InputError, atomic_write_text, build_model_card, known_tokens, scrub_tokens,
+                        upload_output_dir, check_no_token_in_files)
+
+
+def infer_task(output_dir):
+    """sst2 / squad / squad_v2 from the saved config and results."""
+    config = json.loads((output_dir / "config.json").read_text())
+    architectures = " ".join(config.get("architectures") or [])
+    if "QuestionAnswering" in architectures:
+        results = output_dir / "all_results.json"
+        text = results.read_text() if results.exists() else ""
+        return "squad_v2" if "HasAns" in text or "NoAns" in text else "squad"
+    return "sst2"
+
+
+def card_for(output_dir, repo_id, task):
+    card_path = output_dir / "README.md"
+    if card_path.exists() and CARD_MARKER in card_path.read_text(encoding="utf-8"):
+        card = card_path.read_text(encoding="utf-8")
+        old_id = re.search(re.escape(CARD_MARKER) + r"; repo_id: (\S+) -->", card)
+        if old_id and old_id.group(1) != repo_id:
+            card = card.replace(old_id.group(1), repo_id)
+        return card
+    return build_model_card(output_dir, repo_id, task or infer_task(output_dir))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output_dir", help="a finished output folder (model, config, tokenizer, results)")
+    parser.add_argument("--hub_model_id", help="org/name or name (default: the folder's name in your namespace)")
+    parser.add_argument("--hub_private_repo", action="store_true", help="create the repository as private")
+    parser.add_argument("--hub_token", help="write token (default: HF_TOKEN or the `hf auth login` token)")
+    parser.add_argument("--hub_revision", help="branch to push to (default: main)")
+    parser.add_argument("--task", choices=["sst2", "squad", "squad_v2"], help="default: inferred from the folder")
+    args = parser.parse_args(argv)
+
+    output_dir = Path(args.output_dir)
+    if not (output_dir / "config.json").is_file():
+        raise InputError(f"{output_dir}: no config.json, so this is not a finished output folder; give the "
+                         "--output_dir of a completed training run")
+    if not any(output_dir.glob("*.safetensors")) and not (output_dir / "pytorch_model.bin").exists():
+        raise InputError(f"{output_dir}: no model weights (*.safetensors); give the --output_dir of a completed run")
+    repo_id = args.hub_model_id or output_dir.resolve().name
+    tokens = known_tokens() | ({args.hub_token} if args.hub_token else set())
+    atomic_write_text(output_dir / "README.md", scrub_tokens(card_for(output_dir, repo_id, args.task), tokens))
+    check_no_token_in_files(output_dir, tokens)
+    upload_output_dir(output_dir, repo_id, token=args.hub_token, private=args.hub_private_repo,
+                      revision=args.hub_revision, tokens_to_hide=tokens)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,305 @@
+"""Hub round trip, offline: push a freshly trained SST-2 model to a local Hub-compatible server, load it back by
+name, and check what happens when the push fails (500, 401, 403, no network) and is retried without retraining.
+
+Scripts run as subprocesses because HF_ENDPOINT must be set before huggingface_hub is imported."""
+
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import yaml
+
+from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_script
+from hub_server import HubServer
+
+REPO_ID = "org/tiny-bert-sst2"
+TRAIN_ARGS = [
+    *TINY_MODEL, "--train_file", SAMPLE_DIR / "sst2_train.tsv", "--validation_file", SAMPLE_DIR / "sst2_dev.tsv",
+    "--do_train", "--do_eval", "--max_seq_length", "64", "--per_device_train_batch_size", "32",
+    "--learning_rate", "1e-3", "--num_train_epochs", "2", "--logging_steps", "10", "--eval_strategy", "epoch",
+    "--save_strategy", "no", "--seed", "42", "--report_to", "none",
+]
+SENTENCES = ["a charming and funny movie", "this movie feels tedious and clumsy", "the cast is great"]
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with HubServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def hf_home():
+    return tempfile.mkdtemp(prefix="test-hub-home-")
+
+
+def hub_env(hub, hf_home, **extra):
+    env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": hub.token, "HF_HOME": hf_home, "HF_HUB_OFFLINE": "0",
+           "HF_HUB_DISABLE_TELEMETRY": "1"}
+    return {**env, **extra}
+
+
+def train_and_push(hub, hf_home, output_dir, repo_id, **env):
+    return run_script("run_glue_sst2.py", *TRAIN_ARGS, "--output_dir", output_dir, "--push_to_hub",
+                      "--hub_model_id", repo_id, env=hub_env(hub, hf_home, **env))
+
+
+def run_python(code, env):
+    """Runs `code` in a fresh interpreter (so HF_ENDPOINT / HF_HUB_OFFLINE apply) and returns its last stdout line
+    parsed as JSON."""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_DIR, env={**os.environ, **env},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+PREDICT = """
+import json, sys, torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+sentences = {sentences!r}
+out = {{}}
+for name, source in (("hub", {repo_id!r}), ("local", {local!r})):
+    if name == "local" and not {compare_local!r}:
+        continue
+    model = AutoModelForSequenceClassification.from_pretrained(source).eval()
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    with torch.no_grad():
+        logits = model(**tokenizer(sentences, padding=True, return_tensors="pt")).logits
+    out[name] = {{"logits": logits.tolist(), "id2label": {{str(k): v for k, v in model.config.id2label.items()}},
+                 "pipeline": pipeline("text-classification", model=source)(sentences)}}
+print(json.dumps(out))
+"""
+
+
+def predict(env, local="", compare_local=True):
+    code = PREDICT.format(sentences=SENTENCES, repo_id=REPO_ID, local=str(local), compare_local=compare_local)
+    return run_python(code, env)
+
+
+def card_of(files):
+    text = files["README.md"].decode()
+    metadata = yaml.safe_load(text.split("---")[1])
+    return text, metadata
+
+
+def error_line(result):
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def retry_from(message):
+    """The retry command an error message gives, as argv for run_script."""
+    command = shlex.split(re.search(r"retry without retraining: (python push_to_hub\.py .*)$", message).group(1))
+    assert command[:2] == ["python", "push_to_hub.py"]
+    return command[2:]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A successful push, then loading by name
+
+
+@pytest.fixture(scope="module")
+def pushed(hub, hf_home, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("sst2") / "out"
+    result = train_and_push(hub, hf_home, output_dir, REPO_ID)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output_dir, result
+
+
+def test_pushed_files_and_card(hub, pushed):
+    output_dir, result = pushed
+    files = hub.files(REPO_ID)
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
+                 "training_args.bin", "README.md", "all_results.json", "trainer_state.json"):
+        assert name in files, sorted(files)
+    assert not any(name.startswith(("checkpoint-", "runs/")) or name == "eval_failures.tsv" for name in files)
+    assert files["model.safetensors"] == (output_dir / "model.safetensors").read_bytes()
+
+    config = json.loads(files["config.json"])
+    assert config["id2label"] == {"0": "negative", "1": "positive"}
+    assert config["label2id"] == {"negative": 0, "positive": 1}
+
+    text, metadata = card_of(files)
+    assert metadata["pipeline_tag"] == "text-classification"
+    assert metadata["library_name"] == "transformers" and metadata["language"] == "en" and metadata["tags"]
+    assert "base_model" not in metadata  # trained from a local config: no Hub id to name
+    [result_entry] = metadata["model-index"][0]["results"]
+    metric_values = {m["type"]: m["value"] for m in result_entry["metrics"]}
+    eval_accuracy = json.loads((output_dir / "eval_results.json").read_text())["eval_accuracy"]
+    assert metric_values["accuracy"] == pytest.approx(eval_accuracy, abs=1e-4)
+    for section in ("## How to use", f'pipeline("text-classification", model="{REPO_ID}")',
+                    "## Training hyperparameters", "learning_rate: 0.001", "## Training results",
+                    "| Training Loss |", "## Reproduce", "python run_glue_sst2.py", "## Framework versions"):
+        assert section in text, section
+
+    # No local path and no token anywhere in what was published or printed.
+    for name, content in files.items():
+        if name.endswith((".json", ".md", ".txt")):
+            published = content.decode()
+            assert str(output_dir) not in published and str(REPO_DIR) not in published, name
+            assert os.path.expanduser("~") + "/" not in published, name
+        assert hub.token.encode() not in content, name
+    assert hub.token not in result.stdout + result.stderr
+
+
+def test_load_by_name_matches_local(hub, hf_home, pushed):
+    output_dir, _ = pushed
+    out = predict(hub_env(hub, hf_home), local=output_dir)
+    assert out["hub"]["id2label"] == {"0": "negative", "1": "positive"}
+    assert out["hub"]["logits"] == out["local"]["logits"]
+    assert out["hub"]["pipeline"] == out["local"]["pipeline"]
+    assert {p["label"] for p in out["hub"]["pipeline"]} <= {"negative", "positive"}
+
+
+def test_load_by_name_from_prefilled_cache_offline(hub, pushed, tmp_path):
+    output_dir, _ = pushed
+    home = str(tmp_path / "hf-home")
+    online = predict(hub_env(hub, home), compare_local=False)  # fills the cache
+    dead_endpoint = f"http://127.0.0.1:{free_port()}"
+    offline = predict(hub_env(hub, home, HF_HUB_OFFLINE="1", HF_ENDPOINT=dead_endpoint), compare_local=False)
+    assert offline["hub"] == online["hub"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Failed pushes: clear error, model intact, retry without retraining
+
+
+def test_server_error_then_retry_without_retraining(hub, hf_home, tmp_path):
+    output_dir = tmp_path / "out"
+    repo_id = "org/tiny-bert-sst2-retry"
+    hub.fail_next(1, status=500, path_contains="/api/whoami-v2")  # the Trainer never calls whoami; our push does
+    result = train_and_push(hub, hf_home, output_dir, repo_id)
+    assert result.returncode != 0
+    message = error_line(result)
+    assert "500" in message and "push_to_hub.py" in message and str(output_dir) in message
+    assert hub.token not in result.stdout + result.stderr
+    assert (output_dir / "model.safetensors").exists() and (output_dir / "eval_results.json").exists()
+    assert (output_dir / "README.md").exists()
+    assert "README.md" not in hub.files(repo_id)  # nothing was pushed
+    weights_mtime = (output_dir / "model.safetensors").stat().st_mtime_ns
+
+    retry = run_script("push_to_hub.py", *retry_from(message), env=hub_env(hub, hf_home))
+    assert retry.returncode == 0, retry.stderr[-3000:]
+    assert (output_dir / "model.safetensors").stat().st_mtime_ns == weights_mtime  # not retrained
+    files = hub.files(repo_id)
+    assert files["model.safetensors"] == (output_dir / "model.safetensors").read_bytes()
+    assert f'model="{repo_id}"' in files["README.md"].decode()
+    assert "trainer_state.json" in files and "training_args.bin" in files
+
+
+def test_wrong_token_is_a_clear_401(hub, hf_home, pushed):
+    output_dir, _ = pushed
+    wrong = "hf_WrongTokenWrongTokenWrongToken01"
+    before = sorted(p.name for p in output_dir.iterdir())
+    result = run_script("push_to_hub.py", output_dir, "--hub_model_id", REPO_ID,
+                        env=hub_env(hub, hf_home, HF_TOKEN=wrong))
+    assert result.returncode == 2
+    message = error_line(result)
+    assert "401" in message and "token" in message and "push_to_hub.py" in message
+    assert wrong not in result.stdout + result.stderr
+    assert sorted(p.name for p in output_dir.iterdir()) == before
+
+    again = run_script("push_to_hub.py", output_dir, "--hub_model_id", REPO_ID, env=hub_env(hub, hf_home))
+    assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_name_taken_by_someone_else_is_a_clear_403(hub, hf_home, pushed):
+    output_dir, _ = pushed
+    hub.create_repo("someone-else/taken", owner="someone-else")
+    result = run_script("push_to_hub.py", output_dir, "--hub_model_id", "someone-else/taken",
+                        env=hub_env(hub, hf_home))
+    assert result.returncode == 2
+    message = error_line(result)
+    assert "403" in message and "another --hub_model_id" in message
+    assert "README.md" not in hub.files("someone-else/taken")
+
+
+def test_no_network_is_a_clear_error(hub, hf_home, pushed):
+    output_dir, _ = pushed
+    result = run_script("push_to_hub.py", output_dir, "--hub_model_id", REPO_ID,
+                        env=hub_env(hub, hf_home, HF_ENDPOINT=f"http://127.0.0.1:{free_port()}"))
+    assert result.returncode == 2
+    message = error_line(result)
+    assert "could not reach the Hub" in message and "push_to_hub.py" in message
+
+
+def test_push_under_another_name_updates_the_card(hub, hf_home, pushed):
+    output_dir, _ = pushed
+    result = run_script("push_to_hub.py", output_dir, "--hub_model_id", "org/renamed", env=hub_env(hub, hf_home))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text, metadata = card_of(hub.files("org/renamed"))
+    assert 'model="org/renamed"' in text and metadata["model-index"][0]["name"] == "org/renamed"
+    assert REPO_ID not in text
+
+
+def test_hub_token_flag_never_published(hub, hf_home, tmp_path):
+    """--hub_token on the command line must not end up in the card, the logs or a pickled training_args.bin."""
+    output_dir = tmp_path / "out"
+    env = hub_env(hub, hf_home)
+    env.pop("HF_TOKEN")
+    result = run_script("run_glue_sst2.py", *TRAIN_ARGS, "--output_dir", output_dir, "--push_to_hub",
+                        "--hub_model_id", "org/token-flag", "--hub_token", hub.token, env={**env, "HF_TOKEN": ""})
+    assert hub.token not in result.stdout + result.stderr
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name, content in hub.files("org/token-flag").items():
+        assert hub.token.encode() not in content, name
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model card pieces (no server needed)
+
+
+def test_base_model_is_a_hub_id_never_a_local_path(tmp_path):
+    from model_card import base_model_hub_id, public_command
+
+    assert base_model_hub_id("google-bert/bert-base-cased") == "google-bert/bert-base-cased"
+    assert base_model_hub_id(None) is None
+    plain = tmp_path / "my-bert"
+    plain.mkdir()
+    (plain / "config.json").write_text("{}")
+    assert base_model_hub_id(str(plain)) is None
+    (plain / "README.md").write_text("---\nbase_model: google-bert/bert-base-cased\n---\n# card\n")
+    assert base_model_hub_id(str(plain)) == "google-bert/bert-base-cased"
+    snapshot = tmp_path / "hub" / "models--google-bert--bert-base-uncased" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    assert base_model_hub_id(str(snapshot)) == "google-bert/bert-base-uncased"
+
+    command = public_command(
+        [str(REPO_DIR / "run_glue_sst2.py"), "recipes/sst2/quickstart.yaml", "--model_name_or_path", str(plain),
+         "--output_dir", "/home/someone/runs/out", "--hub_token", "hf_SecretSecretSecretSecret00",
+         "--train_file", str(tmp_path / "train.tsv")],
+        base_hub_id="google-bert/bert-base-cased", hub_model_id="org/x")
+    assert command.startswith("python run_glue_sst2.py recipes/sst2/quickstart.yaml")
+    assert "--model_name_or_path google-bert/bert-base-cased" in command
+    assert "hf_Secret" not in command and "--hub_token" not in command
+    assert "/home/someone" not in command and str(tmp_path) not in command
+    assert "--push_to_hub --hub_model_id org/x" in command
+
+
+def test_squad_card_metrics(tmp_path):
+    from model_card import build_model_card
+
+    (tmp_path / "config.json").write_text("{}")
+    card = build_model_card(tmp_path, "org/bert-squad", "squad_v2", model_name_or_path="google-bert/bert-base-cased",
+                            metrics={"eval_exact": 71.5, "eval_f1": 74.25, "eval_HasAns_exact": 70.0},
+                            dataset_name="rajpurkar/squad_v2", argv=None, license="apache-2.0")
+    metadata = yaml.safe_load(card.split("---")[1])
+    assert metadata["base_model"] == "google-bert/bert-base-cased" and metadata["license"] == "apache-2.0"
+    assert metadata["datasets"] == ["rajpurkar/squad_v2"] and metadata["pipeline_tag"] == "question-answering"
+    metrics = {m["type"]: m["value"] for m in metadata["model-index"][0]["results"][0]["metrics"]}
+    assert metrics == {"exact_match": 71.5, "f1": 74.25}
+    assert 'pipeline("question-answering", model="org/bert-squad")' in card
