@@ -333,8 +333,7 @@ def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_
     elif model_name_or_path:
         origin = "fine-tuned from a local checkpoint (no Hub id was recorded for it)"
     else:
-        config = public_path(config_name) if config_name else "a config"
-        origin = f"a model trained from scratch (architecture from `{config}`)"
+        origin = "a model trained from scratch" + (f" (architecture from `{public_path(config_name)}`)" if config_name else "")
     data_text = (f"[{dataset_name}](https://huggingface.co/datasets/{dataset_name})"
                  + (f" (`{dataset_config}`)" if dataset_config else "")) if dataset_name else "local data files"
     results = "\n".join(f"- {r.metric_name}: {r.metric_value:.4f}" for r in eval_results) or "- (no evaluation was run)"
