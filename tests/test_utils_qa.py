@@ -1,0 +1,243 @@
+import gzip
+import json
+import sys
+import types
+from functools import partial
+
+import datasets
+import evaluate
+import numpy as np
+import pytest
+from conftest import REPO_DIR, SAMPLE_DIR
+from transformers import AutoTokenizer
+
+from common import InputError
+from utils_qa import (
+    check_qa_tokenizer, load_squad_file, null_probability, postprocess_qa_predictions, prepare_eval_features,
+    prepare_train_features,
+)
+
+sys.path.insert(0, str(REPO_DIR / "benchmarks"))
+from bench_postprocess import straightforward_postprocess  # noqa: E402
+
+WINDOWS = {"max_seq_length": 48, "doc_stride": 12, "max_query_length": 16}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(REPO_DIR / "assets/tiny-bert")
+
+
+def example(qid, context, question, answer, occurrence=0):
+    """A record whose answer_start points at the occurrence-th appearance of answer in context."""
+    start = -1
+    for _ in range(occurrence + 1):
+        start = context.index(answer, start + 1)
+    return {"id": qid, "title": "", "context": context, "question": question,
+            "answers": {"text": [answer], "answer_start": [start]}}
+
+
+LONG = " ".join(f"Sentence {i} says the town of Kelby has {i} old mills." for i in range(60))
+FIXTURES = [
+    example("long-end", LONG + " It was founded by Anna Berg.", "Who founded Kelby?", "Anna Berg"),
+    example("long-middle", LONG, "How many mills?", "31 old mills"),
+    example("non-ascii", "Zoë Brandt and José Ortega sailed from São Tomé to Søren's island in 1602. " * 3,
+            "Where did they sail from?", "São Tomé", occurrence=2),
+    example("repeated", "The river Tess. The river Tess again. Then the river Tess a third time, near Marlow.",
+            "Which river?", "river Tess", occurrence=1),
+    example("start", "Marlow is a small town.", "What is small?", "Marlow"),
+]
+
+
+def windows(records, tokenizer, **kwargs):
+    """Train and eval features of the same windows (same order), so labels can be read back through offsets."""
+    dataset = datasets.Dataset.from_list(records)
+    args = {"tokenizer": tokenizer, **WINDOWS, **kwargs}
+    train = dataset.map(partial(prepare_train_features, **args), batched=True, remove_columns=dataset.column_names)
+    evaluation = dataset.map(partial(prepare_eval_features, **args), batched=True, remove_columns=dataset.column_names)
+    return dataset, train, evaluation
+
+
+# ---- Features
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_every_window_holding_the_answer_maps_back_to_the_gold_text(tokenizer, padding_side):
+    tokenizer = AutoTokenizer.from_pretrained(REPO_DIR / "assets/tiny-bert", padding_side=padding_side)
+    _, train, evaluation = windows(FIXTURES, tokenizer)
+    by_id = {r["id"]: r for r in FIXTURES}
+    labeled = dict.fromkeys(by_id, 0)
+    for i, (offsets, example_id) in enumerate(zip(evaluation["offset_mapping"], evaluation["example_id"])):
+        record = by_id[example_id]
+        start, end = train[i]["start_positions"], train[i]["end_positions"]
+        gold_start = record["answers"]["answer_start"][0]
+        gold_end = gold_start + len(record["answers"]["text"][0])
+        context_chars = [o for o in offsets if o is not None]
+        holds_answer = context_chars[0][0] <= gold_start and context_chars[-1][1] >= gold_end
+        cls_index = train[i]["input_ids"].index(tokenizer.cls_token_id)
+        if holds_answer:
+            assert record["context"][offsets[start][0]:offsets[end][1]] == record["answers"]["text"][0]
+            labeled[example_id] += 1
+        else:
+            assert start == end == cls_index
+    assert all(count >= 1 for count in labeled.values()), labeled
+    assert len(evaluation) > 2 * len(FIXTURES)  # the long contexts were really split into windows
+
+
+def test_long_question_is_truncated_not_fatal(tokenizer):
+    record = example("q", "Marlow lies on the river Tess.", " ".join(["why"] * 300) + " which river?", "Tess")
+    _, train, evaluation = windows([record], tokenizer)
+    for ids, offsets in zip(train["input_ids"], evaluation["offset_mapping"]):
+        question_tokens = ids.index(tokenizer.sep_token_id) - 1
+        assert question_tokens <= WINDOWS["max_query_length"]
+    assert any(s != 0 for s in train["start_positions"])
+
+
+def test_stride_too_large_and_slow_tokenizer_are_clear_errors(tokenizer):
+    with pytest.raises(InputError, match="--doc_stride 40 leaves no new context.*below 29"):
+        check_qa_tokenizer(tokenizer, max_seq_length=48, doc_stride=40, max_query_length=16)
+    with pytest.raises(InputError, match="fast tokenizer"):
+        check_qa_tokenizer(types.SimpleNamespace(is_fast=False), 384, 128, 64)
+    with pytest.raises(InputError, match="doc_stride"):
+        windows(FIXTURES[:1], tokenizer, doc_stride=30)
+
+
+# ---- Post-processing
+
+
+def peaked_logits(train, evaluation, no_answer_ids=()):
+    """Logits that peak at the labeled tokens (CLS for windows without the answer)."""
+    n, width = len(train), len(train[0]["input_ids"])
+    start, end = np.full((n, width), -10.0, np.float32), np.full((n, width), -10.0, np.float32)
+    rows = np.arange(n)
+    start[rows, train["start_positions"]] = 10.0
+    end[rows, train["end_positions"]] = 10.0
+    for i, example_id in enumerate(evaluation["example_id"]):
+        if example_id not in no_answer_ids:
+            start[i, 0] = end[i, 0] = -20.0  # a window of an answerable question never votes "no answer"
+    return start, end
+
+
+def test_gold_peaking_logits_score_100_through_evaluate(tokenizer, tmp_path):
+    records = load_squad_file(SAMPLE_DIR / "squad_dev.json")
+    examples, train, evaluation = windows(records, tokenizer)
+    answers = postprocess_qa_predictions(examples, evaluation, peaked_logits(train, evaluation),
+                                         output_dir=tmp_path, prefix="eval")
+    metric = evaluate.load(str(REPO_DIR / "metrics/squad"))
+    scores = metric.compute(predictions=[{"id": k, "prediction_text": v} for k, v in answers.items()],
+                            references=[{"id": r["id"], "answers": r["answers"]} for r in records])
+    assert scores == {"exact_match": 100.0, "f1": 100.0}
+    assert json.loads((tmp_path / "eval_predictions.json").read_text()) == answers
+    nbest = json.loads((tmp_path / "eval_nbest_predictions.json").read_text())
+    assert set(nbest) == set(answers)
+    assert all(abs(sum(e["probability"] for e in entries) - 1) < 1e-6 for entries in nbest.values())
+    assert all(entries[0]["text"] == answers[qid] for qid, entries in nbest.items())
+
+
+def test_v2_gold_peaking_logits_score_100_with_real_null_odds(tokenizer, tmp_path):
+    records = load_squad_file(SAMPLE_DIR / "squad_v2_dev.json", version_2_with_negative=True)
+    no_answer = {r["id"] for r in records if not r["answers"]["text"]}
+    assert no_answer
+    examples, train, evaluation = windows(records, tokenizer)
+    answers, null_odds = postprocess_qa_predictions(
+        examples, evaluation, peaked_logits(train, evaluation, no_answer), version_2_with_negative=True,
+        output_dir=tmp_path, return_null_odds=True)
+    assert {qid for qid, text in answers.items() if text == ""} == no_answer
+    assert all(null_odds[q] > 0 for q in no_answer) and all(null_odds[q] < 0 for q in answers if q not in no_answer)
+    metric = evaluate.load(str(REPO_DIR / "metrics/squad_v2"))
+    scores = metric.compute(
+        predictions=[{"id": k, "prediction_text": v, "no_answer_probability": float(null_probability(null_odds[k]))}
+                     for k, v in answers.items()],
+        references=[{"id": r["id"], "answers": r["answers"]} for r in records])
+    assert scores["exact"] == scores["f1"] == scores["best_f1"] == 100.0
+    assert scores["NoAns_total"] == len(no_answer)
+    assert json.loads((tmp_path / "null_odds.json").read_text()) == pytest.approx(null_odds)
+
+
+def test_null_score_diff_threshold_decides_between_null_and_span(tokenizer):
+    record = example("q", "Marlow lies on the river Tess.", "Which river?", "Tess")
+    examples, train, evaluation = windows([record], tokenizer)
+    start, end = peaked_logits(train, evaluation)
+    start[:, 0] = end[:, 0] = 9.0  # null score 18 versus the span's 20: the span wins by 2
+    run = partial(postprocess_qa_predictions, examples, evaluation, (start, end), version_2_with_negative=True,
+                  return_null_odds=True)
+    answers, odds = run(null_score_diff_threshold=0.0)
+    assert answers == {"q": "Tess"} and odds["q"] == pytest.approx(-2.0)
+    assert run(null_score_diff_threshold=-2.5)[0] == {"q": ""}
+    assert run(null_score_diff_threshold=-1.5)[0] == {"q": "Tess"}
+
+
+@pytest.mark.parametrize("pad_to_max_length", [True, False])
+def test_vectorized_answers_equal_the_straightforward_loop(tokenizer, pad_to_max_length):
+    records = load_squad_file(SAMPLE_DIR / "squad_dev.json") + FIXTURES
+    examples, _, evaluation = windows(records, tokenizer, pad_to_max_length=pad_to_max_length)
+    width = max(len(o) for o in evaluation["offset_mapping"])
+    rng = np.random.default_rng(0)
+    logits = tuple(rng.standard_normal((len(evaluation), width), dtype=np.float32) for _ in range(2))
+    for row, offsets in enumerate(evaluation["offset_mapping"]):  # what the Trainer pads shorter batches with
+        logits[0][row, len(offsets):] = logits[1][row, len(offsets):] = -100
+    for n_best, max_length in [(20, 30), (5, 3), (1, 30)]:
+        reference = straightforward_postprocess(examples.to_dict(), evaluation.to_dict(), logits, n_best, max_length)
+        assert postprocess_qa_predictions(examples, evaluation, logits, n_best_size=n_best,
+                                          max_answer_length=max_length) == reference
+        # plain Python inputs (a notebook's lists) take the other path to the same answers
+        assert postprocess_qa_predictions(examples.to_list(), evaluation.to_list(), logits, n_best_size=n_best,
+                                          max_answer_length=max_length) == reference
+
+
+# ---- Loading and bad input
+
+
+def squad_document(qas, context="Marlow lies on the river Tess."):
+    return {"version": "1.1", "data": [{"title": "T", "paragraphs": [{"context": context, "qas": qas}]}]}
+
+
+def qa(qid="1", question="Which river?", text="Tess", start=25):
+    return {"id": qid, "question": question, "answers": [{"text": text, "answer_start": start}]}
+
+
+def test_nested_gzip_and_flat_rows_load_the_same_records(tmp_path):
+    document = squad_document([qa(question="  Which river?  ")])
+    with gzip.open(tmp_path / "dev.json.gz", "wt", encoding="utf-8") as f:
+        json.dump(document, f)
+    row = {"id": "1", "title": "T", "context": "Marlow lies on the river Tess.", "question": "Which river?",
+           "answers": {"text": ["Tess"], "answer_start": [25]}}
+    (tmp_path / "dev.jsonl").write_text(json.dumps(row) + "\n")
+    (tmp_path / "dev.csv").write_text('id,title,context,question,answers\n1,T,Marlow lies on the river Tess.,'
+                                      'Which river?,"{""text"": [""Tess""], ""answer_start"": [25]}"\n')
+    expected = [row]
+    assert load_squad_file(tmp_path / "dev.json.gz") == expected
+    assert load_squad_file(tmp_path / "dev.jsonl") == expected
+    assert load_squad_file(tmp_path / "dev.csv") == expected
+    test_rows = [{k: v for k, v in row.items() if k != "answers"}]
+    (tmp_path / "test.json").write_text(json.dumps(test_rows))
+    assert load_squad_file(tmp_path / "test.json", with_answers=False) == test_rows
+
+
+BAD_FILES = [
+    ("start.json", squad_document([qa(start=3)]), "answer_start 3 points at 'low ', not at the answer 'Tess'"),
+    ("context.json", squad_document([qa(start=0, text="x")], context="   "), "empty context"),
+    ("question.json", squad_document([qa(question=" ")]), "empty question"),
+    ("missing.json", squad_document([{"id": "1", "answers": []}]), "missing field 'question'"),
+    ("dup.json", squad_document([qa(), qa()]), "(id 1): duplicate id"),
+    ("noanswer.json", squad_document([{**qa(), "answers": []}]), "--version_2_with_negative"),
+    ("nesting.json", {"data": [{"title": "T", "paragraphs": {"context": "x"}}]}, "expected 'paragraphs' to be a list"),
+    ("qas.json", {"data": [{"title": "T", "paragraphs": [{"context": "x"}]}]}, "paragraph 0: expected a dict"),
+    ("answers.json", squad_document([{**qa(), "answers": "Tess"}]), "'answers' is not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("name, document, message", BAD_FILES)
+def test_bad_squad_files_are_clear_errors(tmp_path, name, document, message):
+    path = tmp_path / name
+    path.write_text(json.dumps(document))
+    with pytest.raises(InputError) as error:
+        load_squad_file(path)
+    assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_unanswerable_questions_load_in_v2(tmp_path):
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(squad_document([{**qa(), "answers": [], "is_impossible": True}])))
+    [record] = load_squad_file(path, version_2_with_negative=True)
+    assert record["answers"] == {"text": [], "answer_start": []}

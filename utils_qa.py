@@ -1,0 +1,395 @@
+"""Pure functions for extractive question answering (SQuAD v1.1 / v2.0): loading and validating data, turning
+(question, context) pairs into overlapping token windows, and turning start/end logits back into answer text.
+
+Bad input policy: every problem found in a data file (missing field, empty context or question, an answer_start
+that does not point at the answer text, a duplicate id, a question without answer outside v2) is an InputError
+naming the file and the record. Nothing is skipped silently, because a skipped row changes the metrics.
+"""
+
+import json
+import logging
+import os
+
+import numpy as np
+
+from common import InputError, atomic_write_json, read_records
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_squad_file(path, with_answers=True, version_2_with_negative=False):
+    """Records (id, title, context, question[, answers{text, answer_start}]) from the official nested SQuAD JSON
+    (data -> paragraphs -> qas, optionally .gz) or flat .json/.jsonl/.csv rows; a CSV holds `answers` as JSON text.
+    with_answers=False reads a prediction file (answers are neither needed nor read)."""
+    rows = read_records(path, flag="a SQuAD file")
+    if any("paragraphs" in row for row in rows):
+        rows = flatten_squad(rows, path)
+    return squad_records(rows, path, with_answers, version_2_with_negative)
+
+
+def flatten_squad(articles, source):
+    """The official layout (articles -> paragraphs -> qas) as one flat row per question."""
+    rows = []
+    for article in articles:
+        where = article["_row"]
+        paragraphs = article.get("paragraphs")
+        if not isinstance(paragraphs, list):
+            raise InputError(f"{source}, {where}: expected 'paragraphs' to be a list (SQuAD layout: data -> "
+                             "paragraphs -> qas); fix the file layout")
+        for p, paragraph in enumerate(paragraphs):
+            qas = paragraph.get("qas") if isinstance(paragraph, dict) else None
+            if not isinstance(qas, list):
+                raise InputError(f"{source}, {where}, paragraph {p}: expected a dict with 'context' and a 'qas' "
+                                 "list (SQuAD layout: data -> paragraphs -> qas); fix the file layout")
+            for q, qa in enumerate(qas):
+                if not isinstance(qa, dict):
+                    raise InputError(f"{source}, {where}, paragraph {p}, question {q}: expected a JSON object")
+                rows.append({"title": article.get("title", ""), "context": paragraph.get("context"), **qa,
+                             "_row": f"{where}, paragraph {p}, question {q}"})
+    return rows
+
+
+def squad_records(rows, source, with_answers=True, version_2_with_negative=False):
+    """Validates flat rows (from a file or a Hub dataset) and returns clean records; see the module docstring."""
+    records, seen = [], {}
+    for row in rows:
+        where = f"{source}, {row.get('_row', '?')}"
+        for name in ("id", "context", "question"):
+            if row.get(name) is None:
+                raise InputError(f"{where}: missing field '{name}'; every question needs id, context and question")
+        qid = str(row["id"])
+        where = f"{where} (id {qid})"
+        if qid in seen:
+            raise InputError(f"{where}: duplicate id, first used at {seen[qid]}; ids must be unique")
+        seen[qid] = row.get("_row", "?")
+        context, question = row["context"], row["question"]
+        if not isinstance(context, str) or not context.strip():
+            raise InputError(f"{where}: empty context; fill it in or drop the question")
+        # Some SQuAD questions start with long runs of spaces that would only waste window tokens.
+        question = question.strip() if isinstance(question, str) else ""
+        if not question:
+            raise InputError(f"{where}: empty question; fill it in or drop the row")
+        record = {"id": qid, "title": str(row.get("title") or ""), "context": context, "question": question}
+        if with_answers:
+            record["answers"] = parse_answers(row, context, where, version_2_with_negative)
+        records.append(record)
+    if not records:
+        raise InputError(f"{source}: no questions found")
+    return records
+
+
+def parse_answers(row, context, where, version_2_with_negative):
+    """answers as {text: [...], answer_start: [...]} (Hub layout), a list of {text, answer_start} (official layout)
+    or either as JSON text (CSV); every answer_start must point at its text in the context."""
+    answers = row.get("answers")
+    if isinstance(answers, str):
+        try:
+            answers = json.loads(answers)
+        except json.JSONDecodeError:
+            raise InputError(f"{where}: 'answers' is not valid JSON; write it as "
+                             '{"text": [...], "answer_start": [...]}') from None
+    if isinstance(answers, dict) and isinstance(answers.get("text"), list):
+        starts = answers.get("answer_start")
+        if not isinstance(starts, list) or len(starts) != len(answers["text"]):
+            raise InputError(f"{where}: 'answers' needs as many answer_start values as texts")
+        answers = [{"text": t, "answer_start": s} for t, s in zip(answers["text"], starts)]
+    if not isinstance(answers, list):
+        raise InputError(f"{where}: missing or malformed 'answers'; expected "
+                         '{"text": [...], "answer_start": [...]} or a list of {"text", "answer_start"}')
+    texts, starts = [], []
+    for answer in answers:
+        text = answer.get("text") if isinstance(answer, dict) else None
+        start = answer.get("answer_start") if isinstance(answer, dict) else None
+        if not isinstance(text, str) or not text or not isinstance(start, int) or isinstance(start, bool):
+            raise InputError(f"{where}: each answer needs a non-empty 'text' and an integer 'answer_start'")
+        if context[start:start + len(text)] != text:
+            raise InputError(f"{where}: answer_start {start} points at {context[start:start + len(text)]!r}, "
+                             f"not at the answer {text!r}; fix answer_start")
+        texts.append(text)
+        starts.append(start)
+    if not texts and not version_2_with_negative:
+        raise InputError(f"{where}: the question has no answer; pass --version_2_with_negative for data with "
+                         "unanswerable questions (SQuAD v2)")
+    return {"text": texts, "answer_start": starts}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Features
+
+
+def check_qa_tokenizer(tokenizer, max_seq_length, doc_stride, max_query_length):
+    """Offset mappings need a fast tokenizer, and the stride must leave room for new context in every window."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise InputError(f"question answering needs a fast tokenizer (offset mappings); {type(tokenizer).__name__} "
+                         "is a slow one: use a model that ships tokenizer.json")
+    context_room = max_seq_length - max_query_length - tokenizer.num_special_tokens_to_add(pair=True)
+    if doc_stride >= context_room:
+        raise InputError(f"--doc_stride {doc_stride} leaves no new context per window: with --max_seq_length "
+                         f"{max_seq_length} and --max_query_length {max_query_length} a window holds {context_room} "
+                         f"context tokens; use --doc_stride below {context_room}")
+
+
+def truncate_questions(questions, tokenizer, max_query_length):
+    """Cuts questions longer than max_query_length tokens at a token boundary, so a long question cannot eat the
+    window (or make the tokenizer fail on the stride)."""
+    questions = list(questions)
+    todo = range(len(questions))
+    while todo:
+        encoded = tokenizer([questions[i] for i in todo], add_special_tokens=False, return_offsets_mapping=True)
+        too_long = []
+        for i, offsets in zip(todo, encoded["offset_mapping"]):
+            if len(offsets) > max_query_length:
+                questions[i] = questions[i][:offsets[max_query_length - 1][1]]
+                too_long.append(i)
+        todo = too_long  # re-check: a cut question can tokenize differently (rare, BPE)
+    return questions
+
+
+def tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length):
+    check_qa_tokenizer(tokenizer, max_seq_length, doc_stride, max_query_length)
+    questions = truncate_questions(examples["question"], tokenizer, max_query_length)
+    question_first = tokenizer.padding_side == "right"  # with left padding the context comes first
+    return tokenizer(
+        questions if question_first else examples["context"],
+        examples["context"] if question_first else questions,
+        truncation="only_second" if question_first else "only_first",
+        max_length=max_seq_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length" if pad_to_max_length else False,
+    ), (1 if question_first else 0)
+
+
+def prepare_train_features(examples, tokenizer, max_seq_length=384, doc_stride=128, max_query_length=64,
+                           pad_to_max_length=True):
+    """Batched `datasets.map` function: windows with start_positions/end_positions; a window that does not hold
+    the whole (first) answer, or a question without answer, is labeled with the CLS position."""
+    tokenized, context_id = tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
+                                             pad_to_max_length)
+    sample_of_window = tokenized.pop("overflow_to_sample_mapping")
+    offset_mapping = tokenized.pop("offset_mapping")
+    tokenized["start_positions"], tokenized["end_positions"] = [], []
+    for i, offsets in enumerate(offset_mapping):
+        cls_index = tokenized["input_ids"][i].index(tokenizer.cls_token_id)
+        start, end = cls_index, cls_index
+        answers = examples["answers"][sample_of_window[i]]
+        if answers["answer_start"]:
+            start_char = answers["answer_start"][0]
+            end_char = start_char + len(answers["text"][0])
+            context_tokens = np.flatnonzero(np.array(tokenized.sequence_ids(i), dtype=object) == context_id)
+            token_starts = np.array([offsets[t][0] for t in context_tokens])
+            token_ends = np.array([offsets[t][1] for t in context_tokens])
+            if token_starts[0] <= start_char and token_ends[-1] >= end_char:
+                # Offsets grow along the context: the answer starts in the last token starting at or before
+                # start_char and ends in the first token ending at or after end_char.
+                start = int(context_tokens[np.searchsorted(token_starts, start_char, side="right") - 1])
+                end = int(context_tokens[np.searchsorted(token_ends, end_char, side="left")])
+        tokenized["start_positions"].append(start)
+        tokenized["end_positions"].append(end)
+    return tokenized
+
+
+def prepare_eval_features(examples, tokenizer, max_seq_length=384, doc_stride=128, max_query_length=64,
+                          pad_to_max_length=True):
+    """Batched `datasets.map` function: windows with example_id and offset_mapping (None outside the context),
+    which post-processing needs and the model must not see."""
+    tokenized, context_id = tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
+                                             pad_to_max_length)
+    sample_of_window = tokenized.pop("overflow_to_sample_mapping")
+    tokenized["example_id"] = [examples["id"][s] for s in sample_of_window]
+    tokenized["offset_mapping"] = [
+        [offset if sequence_id == context_id else None
+         for offset, sequence_id in zip(offsets, tokenized.sequence_ids(i))]
+        for i, offsets in enumerate(tokenized["offset_mapping"])
+    ]
+    return tokenized
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Post-processing
+
+
+def column(rows, name):
+    """A column of a datasets.Dataset, a dict of lists or a list of dicts, as a list."""
+    if hasattr(rows, "with_format"):
+        return rows.with_format("arrow")[name].to_pylist()  # one conversion, not a lookup per element
+    if isinstance(rows, dict):
+        return list(rows[name])
+    return [row[name] for row in rows]
+
+
+class ContextOffsets:
+    """The offset_mapping of all features kept flat, as Arrow stores it (token t of feature f is entry
+    first_token[f] + t), and looked up only at the candidate positions."""
+
+    def __init__(self, features):
+        if hasattr(features, "with_format"):  # datasets.Dataset: read Arrow buffers instead of building lists
+            import pyarrow as pa
+
+            offsets = features.with_format("arrow")["offset_mapping"]
+            offsets = offsets.combine_chunks() if isinstance(offsets, pa.ChunkedArray) else offsets
+            self.lengths = offsets.value_lengths().to_numpy()
+            pairs = offsets.flatten()
+            in_context = pairs.is_valid().to_numpy(zero_copy_only=False)
+            self.chars = pairs.flatten().to_numpy().reshape(-1, 2)  # (start, end) of the non-null pairs, in order
+        else:
+            offset_lists = column(features, "offset_mapping")
+            self.lengths = np.array([len(o) for o in offset_lists])
+            in_context = np.array([o is not None for om in offset_lists for o in om], dtype=bool)
+            pairs = [o for om in offset_lists for o in om if o is not None]
+            self.chars = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+        if len(self.chars) != in_context.sum():
+            raise ValueError("offset_mapping must hold (start, end) pairs or None")
+        self.first_token = np.cumsum(self.lengths) - self.lengths
+        self.in_context = in_context
+        self.pair_index = np.cumsum(in_context, dtype=np.int32) - 1  # row of self.chars for a context token
+
+    def lookup(self, positions):
+        """(in_context, start_char, end_char) for token positions of shape (features, k); positions beyond a
+        feature's length (logits padded across batches) count as outside the context."""
+        lengths = self.lengths[:, None]
+        token = self.first_token[:, None] + np.minimum(positions, lengths - 1)
+        in_context = (positions < lengths) & self.in_context[token]
+        chars = self.chars[np.where(in_context, self.pair_index[token], 0)]
+        return in_context, chars[..., 0], chars[..., 1]
+
+
+def top_k(values, k):
+    """Indices of the k largest values of each row, in no particular order (scores decide the order later)."""
+    return np.argpartition(values, values.shape[1] - k, axis=1)[:, -k:].astype(np.int32)
+
+
+def candidate_spans(start_logits, end_logits, offsets, n_best_size, max_answer_length):
+    """The transformers example's candidates, all features at once: pairs of each feature's n_best_size top start
+    and end positions. Returns scores (features, k, k) = start + end logit, -inf where the pair is invalid (a
+    position outside the context, end before start, longer than max_answer_length tokens), and for the start
+    and end positions (features, k): their token indices and character offsets."""
+    k = min(n_best_size, start_logits.shape[1])
+    starts, ends = top_k(start_logits, k), top_k(end_logits, k)
+    start_ok, start_char, _ = offsets.lookup(starts)
+    end_ok, _, end_char = offsets.lookup(ends)
+    start_scores = np.where(start_ok, np.take_along_axis(start_logits, starts, axis=1), -np.inf)
+    end_scores = np.where(end_ok, np.take_along_axis(end_logits, ends, axis=1), -np.inf)
+    # 0 <= end - start < max_answer_length in one unsigned comparison (a negative difference wraps around)
+    length_ok = (ends[:, None, :] - starts[:, :, None]).view(np.uint32) < max_answer_length
+    scores = np.where(length_ok, start_scores[:, :, None] + end_scores[:, None, :], -np.inf)
+    return scores, (starts, start_char), (ends, end_char)
+
+
+def postprocess_qa_predictions(examples, features, predictions, version_2_with_negative=False, n_best_size=20,
+                               max_answer_length=30, null_score_diff_threshold=0.0, output_dir=None, prefix=None,
+                               return_null_odds=False):
+    """Answer text for every example from the start/end logits of its features (the transformers example's
+    function of the same name and meaning, vectorized over features and candidate pairs).
+
+    examples: rows with `id` and `context`; features: rows with `example_id` and `offset_mapping` (None outside
+    the context) - datasets.Dataset, dict of lists or list of dicts; predictions: (start_logits, end_logits),
+    each (features, tokens). Candidates are the pairs of each feature's n_best_size top start and end positions
+    that lie in the context, end after start and span at most max_answer_length tokens; the answer is the best
+    start + end logit over all features of the example ("empty" if no candidate is valid, as in the example).
+    With version_2_with_negative the answer is "" when the null score (the lowest CLS start + end logit over the
+    example's features) beats the best answer's score by more than null_score_diff_threshold.
+
+    Returns {id: answer}; with return_null_odds, ({id: answer}, {id: null score - best answer score}).
+    With output_dir, writes [prefix_]predictions.json, [prefix_]nbest_predictions.json and (v2)
+    [prefix_]null_odds.json atomically.
+    """
+    start_logits, end_logits = (np.asarray(p) for p in predictions)
+    if len(start_logits) != len(features):
+        raise ValueError(f"got {len(start_logits)} predictions for {len(features)} features")
+    example_ids, contexts = column(examples, "id"), column(examples, "context")
+    index_of_id = {qid: i for i, qid in enumerate(example_ids)}
+    example_of_feature = np.array([index_of_id[qid] for qid in column(features, "example_id")], dtype=np.int64)
+    if len(np.unique(example_of_feature)) != len(example_ids):
+        raise ValueError("every example needs at least one feature; pass the examples the features were made from")
+    scores, (starts, start_char), (ends, end_char) = candidate_spans(
+        start_logits, end_logits, ContextOffsets(features), n_best_size, max_answer_length)
+    n_features, k = starts.shape
+    rows = np.arange(n_features)
+
+    # Best pair of each feature, then the best feature of each example.
+    best_pair = scores.reshape(n_features, -1).argmax(axis=1)
+    best_score = scores.reshape(n_features, -1)[rows, best_pair]
+    best_start, best_end = best_pair // k, best_pair % k
+    by_example = np.lexsort((-best_score, example_of_feature))
+    best_feature = by_example[np.searchsorted(example_of_feature[by_example], np.arange(len(example_ids)))]
+
+    f = best_feature
+    found = np.isfinite(best_score[f])
+    first_char = start_char[f, best_start[f]].tolist()
+    last_char = end_char[f, best_end[f]].tolist()
+    answers = {qid: context[first:last] if ok else "empty"  # "empty": the example's placeholder answer
+               for qid, context, first, last, ok in zip(example_ids, contexts, first_char, last_char, found.tolist())}
+    best_logits = np.where(found[:, None], np.stack([start_logits[f, starts[f, best_start[f]]],
+                                                     end_logits[f, ends[f, best_end[f]]]], axis=1), 0)
+
+    null_odds = null_feature = None
+    if version_2_with_negative:
+        # An example's null score is its lowest feature's: all windows must agree that there is no answer.
+        null_scores = start_logits[:, 0] + end_logits[:, 0]
+        by_null = np.lexsort((null_scores, example_of_feature))
+        null_feature = by_null[np.searchsorted(example_of_feature[by_null], np.arange(len(example_ids)))]
+        diffs = null_scores[null_feature] - best_logits[:, 0] - best_logits[:, 1]
+        null_odds = {qid: float(diff) for qid, diff in zip(example_ids, diffs)}
+        for qid, diff in zip(example_ids, diffs):
+            if diff > null_score_diff_threshold:
+                answers[qid] = ""
+
+    if output_dir is not None:
+        nbest = nbest_lists(contexts, example_of_feature, start_logits, end_logits, scores, starts, start_char,
+                            ends, end_char, n_best_size, null_feature)
+        write_predictions(output_dir, prefix, answers, dict(zip(example_ids, nbest)), null_odds)
+    return (answers, null_odds) if return_null_odds else answers
+
+
+def nbest_lists(contexts, example_of_feature, start_logits, end_logits, scores, starts, start_char, ends, end_char,
+                n_best_size, null_feature):
+    """Each example's n_best_size best answers (with the null answer in v2) and their softmax probabilities."""
+    n_features, k = starts.shape
+    flat = scores.reshape(-1)
+    order = np.flatnonzero(np.isfinite(flat))
+    order = order[np.lexsort((-flat[order], example_of_feature[order // (k * k)]))]
+    bounds = np.searchsorted(example_of_feature[order // (k * k)], np.arange(len(contexts) + 1))
+    nbest = []
+    for e, context in enumerate(contexts):
+        entries = []
+        for c in order[bounds[e]:min(bounds[e] + n_best_size, bounds[e + 1])]:
+            f, s, t = c // (k * k), c % (k * k) // k, c % k
+            entries.append({"text": context[start_char[f, s]:end_char[f, t]],
+                            "start_logit": start_logits[f, starts[f, s]],
+                            "end_logit": end_logits[f, ends[f, t]], "score": flat[c]})
+        if null_feature is not None:
+            f = null_feature[e]
+            null = {"text": "", "start_logit": start_logits[f, 0], "end_logit": end_logits[f, 0],
+                    "score": start_logits[f, 0] + end_logits[f, 0]}
+            entries = sorted(entries + [null], key=lambda entry: -entry["score"])
+            # the null answer stays listed even when n_best_size better answers push it out
+            entries = entries[:n_best_size] + ([] if any(x is null for x in entries[:n_best_size]) else [null])
+        if bounds[e] == bounds[e + 1]:
+            entries.insert(0, {"text": "empty", "start_logit": 0.0, "end_logit": 0.0, "score": 0.0})
+        entry_scores = np.array([entry.pop("score") for entry in entries], dtype=np.float64)
+        probabilities = np.exp(entry_scores - entry_scores.max())
+        probabilities /= probabilities.sum()
+        nbest.append([{"text": entry["text"], "start_logit": float(entry["start_logit"]),
+                       "end_logit": float(entry["end_logit"]), "probability": float(p)}
+                      for entry, p in zip(entries, probabilities)])
+    return nbest
+
+
+def write_predictions(output_dir, prefix, answers, nbest, null_odds):
+    name = (lambda base: f"{prefix}_{base}") if prefix else (lambda base: base)
+    atomic_write_json(os.path.join(output_dir, name("predictions.json")), answers)
+    atomic_write_json(os.path.join(output_dir, name("nbest_predictions.json")), nbest)
+    if null_odds is not None:
+        atomic_write_json(os.path.join(output_dir, name("null_odds.json")), null_odds)
+    logger.info("Predictions written to %s", output_dir)
+
+
+def null_probability(null_odds):
+    """Null score - best answer score as a probability that there is no answer (what squad_v2's thresholds use)."""
+    return 1.0 / (1.0 + np.exp(-np.clip(null_odds, -50, 50)))
