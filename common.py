@@ -12,9 +12,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import transformers
 import yaml
-from transformers import AutoConfig, AutoTokenizer, HfArgumentParser
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer
 
 logger = logging.getLogger(__name__)
 REPO_DIR = Path(__file__).resolve().parent
@@ -34,6 +35,15 @@ def run_main(main):
         logger.debug("input error", exc_info=True)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    leave_process_group()
+
+
+def leave_process_group():
+    """Under torchrun / accelerate launch: wait for every process, then close the process group. Without it, a process
+    whose peer already exited sometimes aborts at exit ("terminate called without an active exception", exit -6)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -65,11 +75,35 @@ class TrainingArguments(transformers.TrainingArguments):
         metadata={"help": "Allow a new run in a non-empty --output_dir (files already there are kept, never deleted)."},
     )
 
+    def __post_init__(self):
+        if launched_processes() > 1 and not self.use_cpu and not accelerator_available():
+            # torchrun / accelerate launch on a machine without a GPU: without use_cpu, accelerate would give every
+            # process a world of its own (N separate trainings, all writing the same files); with it, they join
+            # one gloo process group.
+            self.use_cpu = True
+        super().__post_init__()
+        if launched_processes() > 1 and self.world_size != launched_processes():
+            raise InputError(f"{launched_processes()} processes were launched but they did not join one process group "
+                             f"(world size {self.world_size}); check --ddp_backend and the launcher's settings")
+
     def __getstate__(self):
         # The Trainer pickles these arguments into training_args.bin, which is pushed to the Hub: keep the token out.
         state = dict(self.__dict__)
         state["hub_token"] = None
         return state
+
+
+def launched_processes():
+    """How many processes torchrun / accelerate launch / mpirun started for this run (1 without a launcher)."""
+    for name in ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
+
+
+def accelerator_available():
+    accelerator = getattr(torch, "accelerator", None)
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
 
 
 def parse_args(dataclass_types, argv=None):
@@ -82,8 +116,25 @@ def parse_args(dataclass_types, argv=None):
     parsed = parser.parse_args_into_dataclasses(args=recipe_args + argv, return_remaining_strings=True)
     *arguments, unknown = parsed
     if unknown:
-        raise InputError(f"unknown command-line argument(s) {' '.join(unknown)}; see --help for the accepted flags")
+        raise InputError(f"unknown command-line argument(s) {' '.join(redact_secrets(unknown))}; "
+                         "see --help for the accepted flags")
     return tuple(arguments)
+
+
+def redact_secrets(args):
+    """Command-line words safe to print: the value of any *token* flag (misspelled ones too) and anything that looks
+    like a Hub token are replaced, so a typo such as `--hub-tokn SECRET` never puts the token in a log."""
+    safe, previous = [], ""
+    for arg in args:
+        key, equals, _ = arg.partition("=")
+        secret_flag = equals and key.startswith("-") and "tok" in key.lower()
+        if re.search(r"\bhf_[A-Za-z0-9]{8,}", arg) or "tok" in previous.lower():
+            arg = f"{key}=<redacted>" if secret_flag else "<redacted>"
+        elif secret_flag:
+            arg = f"{key}=<redacted>"
+        safe.append(arg)
+        previous = arg if arg.startswith("-") and not equals else ""
+    return safe
 
 
 def recipe_to_flags(path, known_keys):
@@ -247,23 +298,45 @@ def load_tokenizer_and_config(model_args, **config_overrides):
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, **hub)
     except OSError as error:
         raise InputError(f"could not load the model {config_source!r}: {str(error).splitlines()[0]}") from None
+    except ValueError as error:
+        if "trust_remote_code" not in str(error):
+            raise
+        raise InputError(f"{config_source} ships its own Python code, which is not run by default; read it, and pass "
+                         "--trust_remote_code only if you trust that repository") from None
     return config, tokenizer
 
 
 def load_model(model_args, auto_class, config):
     if model_args.model_name_or_path is None:
         logger.info("No --model_name_or_path: training a new model from the config %s", model_args.config_name)
-        return auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
-    return auto_class.from_pretrained(
-        model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir,
-        revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code,
-    )
+        model = auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    else:
+        model = auto_class.from_pretrained(
+            model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir,
+            revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code,
+        )
+    # The classification and QA heads return the mean loss of their batch and ignore `num_items_in_batch`. Their
+    # forward() takes **kwargs, so the Trainer would otherwise assume they sum over items and multiply the loss by the
+    # number of processes: with several processes the logged train/eval loss and the gradients came out N times too big.
+    model.accepts_loss_kwargs = False
+    return model
 
 
 def check_max_seq_length(max_seq_length, tokenizer, config):
     limit = min(tokenizer.model_max_length, getattr(config, "max_position_embeddings", tokenizer.model_max_length))
     if max_seq_length > limit:
         raise InputError(f"--max_seq_length {max_seq_length} is above the model's limit of {limit} tokens; lower it")
+
+
+class OrderedEvalTrainer(Trainer):
+    """A Trainer whose evaluation and prediction batches keep the dataset's order. The Trainer length-groups them
+    too under --train_sampling_strategy group_by_length, and then the i-th prediction no longer belongs to the i-th
+    row: failure reports and QA post-processing rely on that order."""
+
+    def _get_eval_sampler(self, eval_dataset):
+        if self.args.world_size <= 1:
+            return torch.utils.data.SequentialSampler(eval_dataset)
+        return None  # distributed: the Trainer's own sequential sharding
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -296,6 +369,11 @@ def save_metrics(output_dir, split, metrics):
     atomic_write_json(all_path, {**all_results, **metrics})
 
 
+CHECKPOINT_NAME = re.compile(r"checkpoint-\d+")
+MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+               "adapter_model.safetensors", "pytorch_model_fsdp_0")  # the last one: FSDP's sharded state dict folder
+
+
 def is_complete_checkpoint(folder):
     """The Trainer writes trainer_state.json last: a checkpoint without a readable one was cut off mid-write."""
     folder = Path(folder)
@@ -303,37 +381,68 @@ def is_complete_checkpoint(folder):
         json.loads((folder / "trainer_state.json").read_text())
     except (OSError, ValueError):
         return False
-    return any((folder / name).exists() for name in ("model.safetensors", "model.safetensors.index.json",
-                                                      "pytorch_model.bin", "adapter_model.safetensors"))
+    return any((folder / name).exists() for name in MODEL_FILES)
+
+
+def run_checkpoints(output_dir):
+    """The checkpoint-N folders the Trainer wrote into output_dir, oldest first."""
+    found = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def check_checkpoint_rotation_is_safe(training_args, output_dir, checkpoints):
+    """The Trainer's save_total_limit deletes the oldest folders matching `checkpoint-<digits>*` in output_dir: make
+    sure none of them is a user's folder or a checkpoint of an earlier run."""
+    if not training_args.save_total_limit or training_args.save_total_limit <= 0:
+        return
+    lookalikes = [p.name for p in output_dir.glob("checkpoint-*")
+                  if p.is_dir() and re.match(r"checkpoint-\d", p.name) and not CHECKPOINT_NAME.fullmatch(p.name)]
+    if lookalikes:
+        raise InputError(
+            f"--output_dir {output_dir} holds {', '.join(sorted(lookalikes))}, which --save_total_limit could delete "
+            "as an old checkpoint; rename it or choose another --output_dir"
+        )
+    if checkpoints and training_args.overwrite_output_dir:
+        raise InputError(
+            f"--output_dir {output_dir} holds checkpoints of an earlier run ({checkpoints[-1].name}, ...) that "
+            "--save_total_limit would delete; resume that run (drop --overwrite_output_dir), remove --save_total_limit "
+            "or choose another --output_dir"
+        )
 
 
 def checkpoint_to_resume(training_args):
     """The output-folder policy. Returns the checkpoint to resume from (or None for a fresh run):
-    --resume_from_checkpoint PATH wins; otherwise the newest complete checkpoint-N in --output_dir.
-    A non-empty --output_dir holding no checkpoint is refused unless --overwrite_output_dir. Nothing is deleted."""
+    --resume_from_checkpoint PATH wins; otherwise the newest complete checkpoint-N in --output_dir (half-written ones,
+    left by a run killed while saving, are skipped). A non-empty --output_dir holding no checkpoint is refused unless
+    --overwrite_output_dir. Nothing is deleted."""
     if not training_args.do_train:
         return None
+    output_dir = Path(training_args.output_dir)
+    checkpoints = run_checkpoints(output_dir) if output_dir.is_dir() else []
+    check_checkpoint_rotation_is_safe(training_args, output_dir, checkpoints)
     explicit = training_args.resume_from_checkpoint
     if explicit:
+        if not os.path.isdir(explicit):
+            raise InputError(f"--resume_from_checkpoint {explicit}: no such folder; give a checkpoint-N folder")
         if not is_complete_checkpoint(explicit):
-            raise InputError(f"--resume_from_checkpoint {explicit}: not a complete checkpoint folder")
+            raise InputError(f"--resume_from_checkpoint {explicit}: not a complete checkpoint folder (no readable "
+                             "trainer_state.json or model weights); give an earlier checkpoint-N folder")
         return explicit
-    output_dir = Path(training_args.output_dir)
     if not output_dir.is_dir() or not any(output_dir.iterdir()):
         return None
-    checkpoints = sorted(
-        (p for p in output_dir.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)),
-        key=lambda p: int(p.name.split("-")[1]),
-    )
     for incomplete in (p for p in checkpoints if not is_complete_checkpoint(p)):
         logger.warning("Skipping %s: it was not completely written (the run was cut off while saving)", incomplete)
     complete = [p for p in checkpoints if is_complete_checkpoint(p)]
     if complete and not training_args.overwrite_output_dir:
-        logger.info("Resuming from %s", complete[-1])
+        logger.warning("Resuming from %s (the last complete checkpoint in --output_dir)", complete[-1])
         return str(complete[-1])
-    if not training_args.overwrite_output_dir:
-        raise InputError(
-            f"--output_dir {output_dir} is not empty and holds no checkpoint to resume; choose another --output_dir "
-            "or pass --overwrite_output_dir to write into it (files already there are kept)"
-        )
-    return None
+    if training_args.overwrite_output_dir:
+        return None
+    if checkpoints and all(p in checkpoints for p in output_dir.iterdir()):
+        # only half-written checkpoints: this run was killed while saving its first one; it starts again and
+        # overwrites them when it gets there
+        return None
+    raise InputError(
+        f"--output_dir {output_dir} is not empty and holds no checkpoint to resume; choose another --output_dir "
+        "or pass --overwrite_output_dir to write into it (files already there are kept)"
+    )

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 import datasets
 import evaluate
 import numpy as np
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, set_seed
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, set_seed
 
 from common import (
-    REPO_DIR, InputError, ModelArguments, TrainingArguments, atomic_write_text, check_max_seq_length,
-    checkpoint_to_resume, load_model, load_tokenizer_and_config, parse_args, read_records, run_main, save_metrics,
-    set_up_logging,
+    REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, TrainingArguments, atomic_write_text,
+    check_max_seq_length, checkpoint_to_resume, load_model, load_tokenizer_and_config, parse_args, read_records,
+    run_main, save_metrics, set_up_logging,
 )
 
 logger = logging.getLogger(__name__)
@@ -191,13 +191,14 @@ def main(argv=None):
         return metric.compute(predictions=prediction.predictions.argmax(-1), references=prediction.label_ids)
 
     pad_multiple = 8 if training_args.bf16 or training_args.fp16 else None  # tensor-core friendly shapes
-    trainer = Trainer(
+    trainer = OrderedEvalTrainer(
         model=model,
         args=training_args,
         train_dataset=features.get("train"),
         eval_dataset=features.get("validation"),
         processing_class=tokenizer,
-        data_collator=None if data_args.pad_to_max_length else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple),
+        data_collator=(None if data_args.pad_to_max_length
+                       else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple)),
         compute_metrics=compute_metrics,
     )
     all_metrics = {}

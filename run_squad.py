@@ -23,11 +23,12 @@ from functools import partial
 
 import datasets
 import evaluate
-from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer, set_seed
+from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, set_seed
 
 from common import (
-    REPO_DIR, InputError, ModelArguments, TrainingArguments, atomic_write_text, check_max_seq_length,
-    checkpoint_to_resume, load_model, load_tokenizer_and_config, parse_args, run_main, save_metrics, set_up_logging,
+    REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, TrainingArguments, atomic_write_text,
+    check_max_seq_length, checkpoint_to_resume, load_model, load_tokenizer_and_config, parse_args, run_main,
+    save_metrics, set_up_logging,
 )
 from utils_qa import (
     check_qa_tokenizer, load_squad_file, null_probability, postprocess_qa_predictions, prepare_eval_features,
@@ -109,7 +110,7 @@ def failure_report(examples, answers, version_2):
     return "\n".join(lines) + "\n", len(lines) - 1
 
 
-class QuestionAnsweringTrainer(Trainer):
+class QuestionAnsweringTrainer(OrderedEvalTrainer):
     """A Trainer whose evaluation and prediction loops end with post-processing: the logits of all windows become
     one answer per question, scored with the squad / squad_v2 metric when the questions have answers. The
     output's `predictions` is then {id: answer}. qa_splits maps the metric prefix ("eval", "predict") to the
@@ -197,7 +198,8 @@ def main(argv=None):
         train_dataset=features.get("train"),
         eval_dataset=features["validation"].remove_columns(MODEL_INPUT_EXCLUDED) if "validation" in features else None,
         processing_class=tokenizer,
-        data_collator=None if data_args.pad_to_max_length else DataCollatorWithPadding(tokenizer, pad_multiple),
+        data_collator=(None if data_args.pad_to_max_length
+                       else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple)),
         qa_splits=qa_splits,
         data_args=data_args,
     )

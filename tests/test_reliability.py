@@ -1,0 +1,391 @@
+"""Reliability of run_glue_sst2.py (and run_squad.py where the behaviour is shared): resume after kill -9, the
+output-folder policy, atomic result files, tokens kept out of logs and files, argument-level bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL
+from safetensors.torch import load_file
+
+import common
+import run_glue_sst2
+
+# 600 training rows / batch 32 = 19 steps an epoch: resuming from checkpoint-16 crosses an epoch boundary, so both
+# the skipped batches of the current epoch and the next epoch's shuffle must come out right.
+RESUME_RUN = [*TINY_MODEL, "--train_file", SAMPLE_DIR / "sst2_train.tsv",
+              "--validation_file", SAMPLE_DIR / "sst2_dev.tsv", "--do_train", "--do_eval",
+              "--save_strategy", "steps", "--save_steps", 8, "--max_steps", 30,
+              "--per_device_train_batch_size", 32, "--learning_rate", 1e-3, "--warmup_steps", 5, "--max_seq_length", 64,
+              "--seed", 7, "--report_to", "none", "--disable_tqdm", "true"]
+SHORT_RUN = [*TINY_MODEL, "--train_file", SAMPLE_DIR / "sst2_train.tsv", "--do_train", "--max_steps", 2,
+             "--per_device_train_batch_size", 8, "--max_seq_length", 32, "--report_to", "none",
+             "--disable_tqdm", "true"]
+
+# Runs a script as `python SCRIPT ARGS` would, but stops (sleeps) in the middle of writing the checkpoint of step
+# $HANG_AT_STEP: the model and optimizer are on disk, rng_state.pth and trainer_state.json are not. The test then
+# kills it with SIGKILL, which leaves exactly what a crash while saving leaves.
+HANG_WHILE_SAVING = """
+import os, runpy, sys, time
+import transformers
+hang_at = int(os.environ["HANG_AT_STEP"])
+save_rng_state = transformers.Trainer._save_rng_state
+def hang(self, output_dir):
+    if self.state.global_step == hang_at:
+        print("HANGING WHILE SAVING", output_dir, flush=True)
+        time.sleep(300)
+    save_rng_state(self, output_dir)
+transformers.Trainer._save_rng_state = hang
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def run_in_process(argv, capsys, module=run_glue_sst2):
+    """main() as the command line runs it: returns (exit code, stderr)."""
+    try:
+        common.run_main(lambda: module.main([str(a) for a in argv]))
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    return code, capsys.readouterr().err
+
+
+def script_command(*args):
+    return [sys.executable, str(REPO_DIR / "run_glue_sst2.py"), *map(str, args)]
+
+
+def eval_results(output_dir):
+    return json.loads((output_dir / "eval_results.json").read_text())
+
+
+def assert_same_result(resumed, reference):
+    """Same metrics and, stronger, the same final weights as the uninterrupted run."""
+    got, want = eval_results(resumed), eval_results(reference)
+    assert got["eval_accuracy"] == want["eval_accuracy"]
+    assert got["eval_loss"] == pytest.approx(want["eval_loss"], abs=1e-6)
+    got_weights, want_weights = load_file(resumed / "model.safetensors"), load_file(reference / "model.safetensors")
+    assert got_weights.keys() == want_weights.keys()
+    for name in want_weights:
+        torch.testing.assert_close(got_weights[name], want_weights[name], rtol=0, atol=1e-6, msg=name)
+    state = json.loads((resumed / "trainer_state.json").read_text())
+    assert state["global_step"] == 30
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("uninterrupted")
+    run_glue_sst2.main([str(a) for a in RESUME_RUN + ["--output_dir", output_dir]])
+    return output_dir
+
+
+# ---- Resume
+
+
+def test_kill_9_while_saving_then_the_same_command_resumes_to_the_same_result(uninterrupted_run, tmp_path):
+    output_dir = tmp_path / "run"
+    command = script_command(*RESUME_RUN, "--output_dir", output_dir)
+    log = tmp_path / "killed.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([sys.executable, "-c", HANG_WHILE_SAVING, *command[1:]], cwd=REPO_DIR,
+                                   env={**os.environ, "HANG_AT_STEP": "24"}, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 120
+            while "HANGING WHILE SAVING" not in log.read_text():
+                assert process.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+                time.sleep(0.1)
+            assert common.is_complete_checkpoint(output_dir / "checkpoint-16")
+        finally:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == -signal.SIGKILL
+    # what the crash left: a complete checkpoint-16 and a half-written checkpoint-24, no final model
+    assert (output_dir / "checkpoint-24" / "model.safetensors").exists()
+    assert not (output_dir / "checkpoint-24" / "trainer_state.json").exists()
+    assert not common.is_complete_checkpoint(output_dir / "checkpoint-24")
+    assert not (output_dir / "model.safetensors").exists()
+
+    rerun = subprocess.run(command, cwd=REPO_DIR, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "Skipping" in rerun.stderr and "checkpoint-24" in rerun.stderr
+    assert f"Resuming from {output_dir / 'checkpoint-16'}" in rerun.stderr
+    assert_same_result(output_dir, uninterrupted_run)
+    assert common.is_complete_checkpoint(output_dir / "checkpoint-24")  # rewritten in full this time
+
+
+def test_resume_from_checkpoint_path_gives_the_same_result(uninterrupted_run, tmp_path, capsys):
+    output_dir = tmp_path / "explicit"
+    code, err = run_in_process([*RESUME_RUN, "--output_dir", output_dir,
+                                "--resume_from_checkpoint", uninterrupted_run / "checkpoint-8"], capsys)
+    assert code == 0, err
+    assert_same_result(output_dir, uninterrupted_run)
+
+
+def test_a_truncated_trainer_state_is_skipped_and_the_newest_complete_checkpoint_chosen(uninterrupted_run, tmp_path):
+    output_dir = tmp_path / "copy"
+    for step in (8, 16, 24):
+        (output_dir / f"checkpoint-{step}").mkdir(parents=True)
+        for file in (uninterrupted_run / f"checkpoint-{step}").iterdir():
+            (output_dir / file.parent.name / file.name).symlink_to(file)
+    state = output_dir / "checkpoint-24" / "trainer_state.json"
+    text = state.read_text()
+    state.unlink()
+    state.write_text(text[: len(text) // 2])  # killed while writing trainer_state.json
+    (output_dir / "checkpoint-16" / "model.safetensors").unlink()  # a checkpoint without weights is no checkpoint
+    args = training_args(output_dir)
+    assert common.checkpoint_to_resume(args) == str(output_dir / "checkpoint-8")
+    args = training_args(output_dir, "--resume_from_checkpoint", output_dir / "checkpoint-24")
+    with pytest.raises(common.InputError, match="not a complete checkpoint"):
+        common.checkpoint_to_resume(args)
+    args = training_args(output_dir, "--resume_from_checkpoint", tmp_path / "nowhere")
+    with pytest.raises(common.InputError, match="no such folder"):
+        common.checkpoint_to_resume(args)
+
+
+def test_a_run_killed_while_saving_its_first_checkpoint_starts_again(tmp_path):
+    (tmp_path / "checkpoint-8").mkdir()
+    (tmp_path / "checkpoint-8" / "config.json").write_text("{}")
+    assert common.checkpoint_to_resume(training_args(tmp_path)) is None
+
+
+def test_rerunning_a_finished_run_picks_its_last_checkpoint(uninterrupted_run):
+    assert common.checkpoint_to_resume(training_args(uninterrupted_run)) == str(uninterrupted_run / "checkpoint-30")
+
+
+# ---- Output folder policy
+
+
+def training_args(output_dir, *flags):
+    argv = ["--output_dir", str(output_dir), "--do_train", "--report_to", "none", *map(str, flags)]
+    return common.parse_args((common.TrainingArguments,), argv)[0]
+
+
+def test_non_empty_output_dir_without_checkpoint_is_refused(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    code, err = run_in_process([*SHORT_RUN, "--output_dir", tmp_path], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0] == (f"error: --output_dir {tmp_path} is not empty and holds no checkpoint to resume; "
+                        "choose another --output_dir or pass --overwrite_output_dir to write into it "
+                        "(files already there are kept)")
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def make_user_files(folder):
+    (folder / "notes.txt").write_text("mine")
+    (folder / "my-data").mkdir()
+    (folder / "my-data" / "train.tsv").write_text("sentence\tlabel\n")
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def assert_user_files_kept(folder, user_files):
+    for path, content in user_files.items():
+        assert (folder / path).read_bytes() == content, path
+
+
+def test_overwrite_output_dir_writes_the_run_and_keeps_user_files(tmp_path, capsys):
+    user_files = make_user_files(tmp_path)
+    code, err = run_in_process([*SHORT_RUN, "--output_dir", tmp_path, "--overwrite_output_dir", "--save_strategy",
+                                "steps", "--save_steps", 1, "--save_total_limit", 1], capsys)
+    assert code == 0, err
+    assert_user_files_kept(tmp_path, user_files)
+    assert (tmp_path / "model.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-2"]  # its own rotation only
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_save_total_limit_never_deletes_a_user_folder_named_like_a_checkpoint(tmp_path, capsys, overwrite):
+    user_files = make_user_files(tmp_path)
+    (tmp_path / "checkpoint-1-before-cleanup").mkdir()  # the Trainer's rotation would count it as checkpoint 1
+    (tmp_path / "checkpoint-1-before-cleanup" / "model.bin").write_text("precious")
+    user_files[(tmp_path / "checkpoint-1-before-cleanup" / "model.bin").relative_to(tmp_path)] = b"precious"
+    flags = ["--overwrite_output_dir"] if overwrite else []
+    code, err = run_in_process([*SHORT_RUN, "--output_dir", tmp_path, *flags, "--save_strategy", "steps",
+                                "--save_steps", 1, "--save_total_limit", 1], capsys)
+    assert code == 2 and "checkpoint-1-before-cleanup, which --save_total_limit could delete" in err, err
+    assert_user_files_kept(tmp_path, user_files)
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_overwrite_with_save_total_limit_refuses_to_delete_an_earlier_runs_checkpoints(uninterrupted_run, tmp_path):
+    with pytest.raises(common.InputError, match="checkpoints of an earlier run"):
+        common.checkpoint_to_resume(training_args(uninterrupted_run, "--overwrite_output_dir", "--save_total_limit", 2))
+    # resuming that run with a limit is fine: the checkpoints are its own
+    args = training_args(uninterrupted_run, "--save_total_limit", 2)
+    assert common.checkpoint_to_resume(args) == str(uninterrupted_run / "checkpoint-30")
+
+
+def record_atomic_writes(monkeypatch, *modules):
+    written = []
+    atomic_write_text = common.atomic_write_text
+
+    def recording(path, text):
+        written.append(os.path.basename(path))
+        return atomic_write_text(path, text)
+
+    for module in (common, *modules):  # the scripts import the function by name; the JSON writer calls common's
+        monkeypatch.setattr(module, "atomic_write_text", recording)
+    return written
+
+
+def test_results_and_reports_are_written_atomically(tmp_path, capsys, monkeypatch):
+    written = record_atomic_writes(monkeypatch, run_glue_sst2)
+    code, err = run_in_process([*SHORT_RUN, "--validation_file", SAMPLE_DIR / "sst2_dev.tsv", "--test_file",
+                                SAMPLE_DIR / "sst2_test.tsv", "--do_eval", "--do_predict", "--output_dir", tmp_path],
+                               capsys)
+    assert code == 0, err
+    results = {"train_results.json", "eval_results.json", "all_results.json", "eval_failures.tsv",
+               "predict_results.tsv"}
+    assert results <= set(written)
+    assert results <= {p.name for p in tmp_path.iterdir()}
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_qa_results_predictions_and_reports_are_written_atomically(tmp_path, capsys, monkeypatch):
+    import run_squad
+
+    written = record_atomic_writes(monkeypatch, run_squad)
+    code, err = run_in_process([*TINY_MODEL, "--validation_file", SAMPLE_DIR / "squad_dev.json", "--test_file",
+                                SAMPLE_DIR / "squad_test.json", "--do_eval", "--do_predict", "--max_seq_length", 64,
+                                "--doc_stride", 16, "--max_query_length", 16, "--report_to", "none",
+                                "--output_dir", tmp_path], capsys, run_squad)
+    assert code == 0, err
+    results = {"eval_results.json", "all_results.json", "eval_failures.tsv", "eval_predictions.json",
+               "eval_nbest_predictions.json", "predict_predictions.json", "predict_nbest_predictions.json"}
+    assert results <= set(written)
+    assert {p.name for p in tmp_path.iterdir()} <= set(written)  # every file of an eval/predict run
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    target = tmp_path / "eval_results.json"
+    common.atomic_write_json(target, {"eval_accuracy": 0.5})
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        common.atomic_write_json(target, {"eval_accuracy": 0.9})
+    assert json.loads(target.read_text()) == {"eval_accuracy": 0.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["eval_results.json"]  # no temp file left behind
+
+
+# ---- Tokens and remote code
+
+TOKEN = "hf_reliabilityTestToken0123456789abcdef"
+
+
+def test_hub_token_never_reaches_logs_or_files(tmp_path):
+    output_dir = tmp_path / "out"
+    result = subprocess.run(
+        script_command(*SHORT_RUN, "--validation_file", SAMPLE_DIR / "sst2_dev.tsv", "--do_eval", "--output_dir",
+                       output_dir, "--hub_token", TOKEN, "--save_strategy", "steps", "--save_steps", 1,
+                       "--logging_steps", 1, "--log_level", "debug"),
+        cwd=REPO_DIR, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Training arguments:" in result.stderr and "hub_token=<HUB_TOKEN>" in result.stderr
+    assert TOKEN not in result.stdout + result.stderr
+    files = [p for p in output_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "training_args.bin" and p.parent.name == "checkpoint-1" for p in files)
+    for path in files:
+        assert TOKEN.encode() not in path.read_bytes(), path
+    saved = torch.load(output_dir / "training_args.bin", weights_only=False)
+    assert saved.hub_token is None and saved.output_dir == str(output_dir)
+
+
+def test_the_hub_client_still_gets_the_token_in_the_running_process(tmp_path):
+    args = training_args(tmp_path, "--hub_token", TOKEN)
+    assert args.hub_token == TOKEN
+    assert TOKEN not in str(args) and TOKEN not in args.to_json_string()
+
+
+@pytest.mark.parametrize("typo", [["--hubtoken", TOKEN], [f"--hub_tokn={TOKEN}"], ["--hub-model", "x", TOKEN]])
+def test_a_misspelled_token_flag_is_not_echoed_in_the_error(tmp_path, capsys, typo):
+    code, err = run_in_process([*SHORT_RUN, "--output_dir", tmp_path / "out", *typo], capsys)
+    assert code == 2 and "unknown command-line argument" in err and "<redacted>" in err
+    assert TOKEN not in err
+
+
+def test_trust_remote_code_is_off_unless_asked(tmp_path, capsys):
+    assert common.ModelArguments().trust_remote_code is False
+    model = tmp_path / "remote-model"
+    model.mkdir()
+    marker = tmp_path / "remote-code-ran"
+    (model / "config.json").write_text(json.dumps({
+        "model_type": "evil-bert", "auto_map": {"AutoConfig": "configuration_evil.EvilConfig"}}))
+    (model / "configuration_evil.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nfrom transformers import BertConfig\n"
+        "class EvilConfig(BertConfig):\n    model_type = 'evil-bert'\n"
+    )
+    code, err = run_in_process([*SHORT_RUN[len(TINY_MODEL):], "--model_name_or_path", model, "--tokenizer_name",
+                                REPO_DIR / "assets/tiny-bert", "--output_dir", tmp_path / "out"], capsys)
+    assert code == 2 and "trust_remote_code" in err and len(err.strip().splitlines()) == 1, err
+    assert not marker.exists()
+    assert not (tmp_path / "out").exists()
+
+
+# ---- Bad arguments (the file-level cases live in test_glue_sst2.py and test_run_squad.py)
+
+
+def one_line_error(code, err, *messages):
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    for message in messages:
+        assert message in lines[0], err
+
+
+def scripts():
+    import run_squad
+
+    squad = [*TINY_MODEL, "--train_file", SAMPLE_DIR / "squad_train.json", "--do_train", "--max_steps", 2,
+             "--max_seq_length", 64, "--doc_stride", 16, "--max_query_length", 16, "--report_to", "none"]
+    return {"run_glue_sst2": (run_glue_sst2, SHORT_RUN), "run_squad": (run_squad, squad)}
+
+
+@pytest.fixture(params=["run_glue_sst2", "run_squad"])
+def script(request):
+    """(module, arguments of a short valid training run) for each script: the argument checks are shared code."""
+    return scripts()[request.param]
+
+
+def test_max_seq_length_above_the_models_limit(tmp_path, capsys, script):
+    module, run = script
+    code, err = run_in_process([*run, "--max_seq_length", 1024, "--output_dir", tmp_path / "out"], capsys, module)
+    one_line_error(code, err, "--max_seq_length 1024 is above the model's limit of 512")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_recipe_file(tmp_path, capsys, script):
+    module, _ = script
+    code, err = run_in_process([tmp_path / "recipes/nope.yaml", "--output_dir", tmp_path / "out"], capsys, module)
+    one_line_error(code, err, "nope.yaml not found")
+    code, err = run_in_process([tmp_path / "recipe.txt", "--output_dir", tmp_path / "out"], capsys, module)
+    one_line_error(code, err, "recipe.txt: a recipe file must end in .yaml, .yml or .json")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_recipe_key_and_broken_recipe(tmp_path, capsys, script):
+    module, run = script
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("do_train: true\nnum_train_epoch: 3\n")
+    code, err = run_in_process([recipe, *run, "--output_dir", tmp_path / "out"], capsys, module)
+    one_line_error(code, err, str(recipe), "unknown key 'num_train_epoch'")
+    recipe.write_text("do_train: true\nlearning_rate: [1e-5\n")
+    code, err = run_in_process([recipe, *run, "--output_dir", tmp_path / "out"], capsys, module)
+    one_line_error(code, err, str(recipe), "not valid YAML/JSON")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_flag(tmp_path, capsys, script):
+    module, run = script
+    code, err = run_in_process([*run, "--output_dir", tmp_path / "out", "--lerning_rate", 3e-5], capsys, module)
+    one_line_error(code, err, "unknown command-line argument(s) --lerning_rate 3e-05")
+    assert not (tmp_path / "out").exists()
