@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# The one GPU session of issue 5: every GPU measurement in one command, sized for about 9 minutes on one H100/H200.
+# Run from the repository root on the GPU machine, with .gpu/ built by benchmarks/prepare_gpu_payload.sh:
+#
+#   bash benchmarks/gpu_session.sh              # results in $OUT (default /tmp/gpu_session_out)
+#   SMOKE=1 PYTHON=.venv/bin/python SKIP_WHEELS=1 bash benchmarks/gpu_session.sh   # CPU test of this script
+#
+# Stages, in priority order, each under its own `timeout` (no stage can eat the rest) and each appending its result
+# the moment it ends (a cut-off session keeps what finished):
+#   a  environment + bf16 matmul peak (8192^3)
+#   b  training throughput (bench_train_throughput.py): BERT-base-sized + MiniLM, fp32/bf16, padding, compile, batch
+#   c  SQuAD v1.1 MiniLM end to end with run_squad.py + recipes/squad/minilm-l6.yaml (anchor hyper-parameters,
+#      our speed settings): wall time from start to metrics, EM/F1
+#   d  the same with transformers' run_qa.py (.gpu/baseline) and the anchor's exact command: wall time, EM/F1
+#   e  SST-2 MiniLM with run_glue_sst2.py + recipes/sst2/minilm-l6.yaml: wall time, accuracy
+#   f  preprocessing throughput (benchmarks/bench_preprocess.py), if that script exists
+# Files in $OUT (8 at most): summary.md, results.jsonl, session.log, throughput.jsonl, throughput.png,
+# squad_trainer_state.json, squad_training.png, sst2_training.png.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu_session_out}
+WORK=${WORK:-/tmp/gpu_session_work}
+PY=${PYTHON:-python3}
+RUN_SQUAD=${RUN_SQUAD:-run_squad.py}  # override only to test a patched copy (run it with PYTHONPATH=<repo root>)
+SMOKE=${SMOKE:-0}
+DEADLINE=${DEADLINE:-530}          # seconds after the start by which every stage must have ended
+START=$(date +%s)
+mkdir -p "$OUT" "$WORK"
+rm -rf "$WORK"/squad_ours "$WORK"/squad_baseline "$WORK"/sst2 "$WORK"/hf  # cold caches: every run pays its own
+SUMMARY=$OUT/summary.md RESULTS=$OUT/results.jsonl LOG=$OUT/session.log
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 HF_HOME=$WORK/hf PYTHONUNBUFFERED=1
+elapsed() { echo $(( $(date +%s) - START )); }
+note() { echo "$*" | tee -a "$LOG" >> "$SUMMARY"; }
+
+# stage NAME CAP_SECONDS COMMAND...: runs COMMAND under min(CAP, time left) seconds; log in $WORK/NAME.log, its
+# tail in session.log, one JSON line {stage, rc, wall_s, ...} in results.jsonl.
+stage() {
+    local name=$1 cap=$2; shift 2
+    local left=$(( DEADLINE - $(elapsed) - 5 ))
+    local limit=$(( cap < left ? cap : left ))
+    if [ "$limit" -lt 15 ]; then
+        echo "{\"stage\": \"$name\", \"skipped\": \"only ${left}s left\"}" >> "$RESULTS"
+        note "- $name: skipped (only ${left}s left of the session)"
+        return 99
+    fi
+    echo "=== $name (limit ${limit}s, t=$(elapsed)s): $*" >> "$LOG"
+    local t0 t1 rc
+    t0=$(date +%s.%N)
+    timeout -k 10 "$limit" "$@" > "$WORK/$name.log" 2>&1
+    rc=$?
+    t1=$(date +%s.%N)
+    STAGE_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    tr '\r' '\n' < "$WORK/$name.log" | grep -v '^[[:space:]]*$' | tail -n "${LOG_TAIL:-40}" | cut -c1-400 >> "$LOG"
+    echo "{\"stage\": \"$name\", \"rc\": $rc, \"wall_s\": $STAGE_WALL, \"limit_s\": $limit}" >> "$RESULTS"
+    [ $rc -eq 124 ] && note "- $name: TIMED OUT after ${limit}s (partial log in session.log)"
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] && note "- $name: FAILED rc=$rc after ${STAGE_WALL}s (see session.log)"
+    return $rc
+}
+
+# metrics FILE STAGE KEYS...: the named keys of a results JSON, one line in results.jsonl and in summary.md.
+metrics() {
+    local file=$1 name=$2; shift 2
+    $PY - "$file" "$name" "$STAGE_WALL" "$@" >> "$RESULTS" 2>> "$LOG" <<'EOF'
+import json, sys
+path, name, wall, keys = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:]
+try:
+    results = json.load(open(path))
+except OSError as error:
+    print(json.dumps({"stage": name, "metrics_missing": str(error)}))
+    sys.exit()
+print(json.dumps({"stage": name, "wall_s": wall, **{k: results.get(k) for k in keys}}))
+EOF
+    tail -n 1 "$RESULTS" | sed 's/^/- /' >> "$SUMMARY"
+}
+
+{
+    echo "# GPU session $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Repository: $(git rev-parse --short HEAD 2>/dev/null || echo '?') + working tree; SMOKE=$SMOKE"
+    echo
+} >> "$SUMMARY"
+
+# ---- setup: wheels the image lacks, data in the layouts each script reads
+if [ "${SKIP_WHEELS:-0}" != 1 ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" \
+        .gpu/whl/*.whl >> "$LOG" 2>&1 || { note "- setup: wheel install FAILED"; exit 1; }
+    export PYTHONPATH=$WORK/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+mkdir -p "$WORK/data"
+if [ "$SMOKE" = 1 ]; then FLAT_LIMIT_TRAIN="--max_questions 48" FLAT_LIMIT_DEV="--max_questions 24"
+else FLAT_LIMIT_TRAIN="" FLAT_LIMIT_DEV=""; fi
+$PY benchmarks/flatten_squad.py .gpu/data/squad_train.json.gz "$WORK/data/train.json" $FLAT_LIMIT_TRAIN >> "$LOG" 2>&1
+$PY benchmarks/flatten_squad.py .gpu/data/squad_dev.json.gz "$WORK/data/dev.json" $FLAT_LIMIT_DEV >> "$LOG" 2>&1
+{
+    echo "## environment (t=$(elapsed)s)"
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+    echo "cpus: $(nproc)"
+    $PY - <<'EOF'
+import importlib, sys
+versions = ["python " + sys.version.split()[0]]
+for name in ("torch", "transformers", "datasets", "evaluate", "huggingface_hub", "tokenizers", "pyarrow", "fsspec"):
+    try:
+        versions.append(f"{name} {importlib.import_module(name).__version__}")
+    except Exception as error:  # a failing import here explains every later failure
+        versions.append(f"{name} IMPORT FAILED ({type(error).__name__}: {error})")
+print(" | ".join(versions))
+EOF
+} >> "$SUMMARY" 2>> "$LOG"
+echo >> "$SUMMARY"
+
+if [ "$SMOKE" = 1 ]; then  # CPU: tiny everything, same code paths
+    DEVICE_FLAGS="--bf16 false --tf32 false"
+    BASELINE_PRECISION=""
+    THROUGHPUT_ARGS="--configs tiny:fp32:max:8 tiny:fp32:dynamic:8 tiny:fp32:grouped:8 minilm:fp32:grouped:8 --steps 2 --warmup 1 --questions 300 --time_budget 60"
+    SQUAD_SMOKE="--max_train_samples 48 --max_eval_samples 24 --max_seq_length 128 --doc_stride 32 --num_train_epochs 1 --preprocessing_num_workers 2 --dataloader_num_workers 1 --per_device_eval_batch_size 16 --logging_steps 1"
+    BASELINE_SMOKE="--max_seq_length 128 --doc_stride 32 --num_train_epochs 1"
+    SST2_SMOKE="--max_train_samples 64 --max_eval_samples 32 --num_train_epochs 1 --dataloader_num_workers 1 --logging_steps 1"
+else
+    DEVICE_FLAGS="" BASELINE_PRECISION="--bf16" THROUGHPUT_ARGS="--time_budget 60"
+    SQUAD_SMOKE="" BASELINE_SMOKE="" SST2_SMOKE=""
+fi
+
+# ---- a. environment + bf16 matmul peak
+echo "## a. bf16 matmul peak" >> "$SUMMARY"
+stage a_peak 60 $PY benchmarks/bench_train_throughput.py --peak_only --out "$WORK/peak.jsonl" \
+    && sed 's/^/    /' "$WORK/peak.jsonl" >> "$SUMMARY"
+PEAK=$($PY -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())['environment']['bf16_matmul_peak_tflops'])" "$WORK/peak.jsonl" 2>/dev/null || echo "")
+
+# ---- c. SQuAD, ours
+echo "## c. SQuAD v1.1 MiniLM, run_squad.py + recipes/squad/minilm-l6.yaml (t=$(elapsed)s)" >> "$SUMMARY"
+stage c_squad_ours 180 $PY "$RUN_SQUAD" recipes/squad/minilm-l6.yaml --model_name_or_path .gpu/minilm \
+    --train_file .gpu/data/squad_train.json.gz --validation_file .gpu/data/squad_dev.json.gz \
+    --output_dir "$WORK/squad_ours" --overwrite_output_dir true $DEVICE_FLAGS $SQUAD_SMOKE
+metrics "$WORK/squad_ours/all_results.json" c_squad_ours eval_exact_match eval_f1 train_runtime \
+    train_samples_per_second train_samples eval_samples
+cp "$WORK/squad_ours/trainer_state.json" "$OUT/squad_trainer_state.json" 2>/dev/null
+$PY benchmarks/plot_training.py curves "$WORK/squad_ours" --out "$OUT/squad_training.png" \
+    --title "SQuAD v1.1, MiniLM-L6, recipes/squad/minilm-l6.yaml" >> "$LOG" 2>&1
+
+# ---- d. SQuAD, transformers' run_qa.py with the anchor's hyper-parameters
+echo "## d. SQuAD v1.1 MiniLM, transformers run_qa.py, anchor command (t=$(elapsed)s)" >> "$SUMMARY"
+stage d_squad_baseline 290 $PY .gpu/baseline/run_qa.py --model_name_or_path .gpu/minilm \
+    --train_file "$WORK/data/train.json" --validation_file "$WORK/data/dev.json" --do_train --do_eval \
+    --per_device_train_batch_size 32 --learning_rate 1e-4 --num_train_epochs 2 $BASELINE_PRECISION \
+    --max_seq_length 384 --doc_stride 128 --seed 42 --save_strategy no --report_to none \
+    --output_dir "$WORK/squad_baseline" $BASELINE_SMOKE
+metrics "$WORK/squad_baseline/all_results.json" d_squad_baseline eval_exact_match eval_f1 train_runtime \
+    train_samples_per_second train_samples eval_samples
+
+# ---- e. SST-2
+echo "## e. SST-2 MiniLM, run_glue_sst2.py + recipes/sst2/minilm-l6.yaml (t=$(elapsed)s)" >> "$SUMMARY"
+stage e_sst2 150 $PY run_glue_sst2.py recipes/sst2/minilm-l6.yaml --model_name_or_path .gpu/minilm \
+    --train_file .gpu/data/sst2_train.tsv.gz --validation_file .gpu/data/sst2_dev.tsv.gz \
+    --output_dir "$WORK/sst2" --overwrite_output_dir true $DEVICE_FLAGS $SST2_SMOKE
+metrics "$WORK/sst2/all_results.json" e_sst2 eval_accuracy eval_f1 train_runtime train_samples_per_second \
+    train_samples eval_samples
+$PY benchmarks/plot_training.py curves "$WORK/sst2" --out "$OUT/sst2_training.png" \
+    --title "SST-2, MiniLM-L6, recipes/sst2/minilm-l6.yaml" >> "$LOG" 2>&1
+
+# ---- b. training throughput
+echo "## b. training throughput (t=$(elapsed)s)" >> "$SUMMARY"
+stage b_throughput 80 $PY benchmarks/bench_train_throughput.py $THROUGHPUT_ARGS ${PEAK:+--peak_tflops $PEAK} \
+    --out "$OUT/throughput.jsonl"
+sed -n '/^| config/,$p' "$WORK/b_throughput.log" >> "$SUMMARY"
+$PY benchmarks/plot_training.py throughput "$OUT/throughput.jsonl" --out "$OUT/throughput.png" >> "$LOG" 2>&1
+
+# ---- f. preprocessing throughput on this machine's cores
+echo "## f. preprocessing throughput (t=$(elapsed)s)" >> "$SUMMARY"
+if [ -f benchmarks/bench_preprocess.py ]; then
+    stage f_preprocess 60 $PY benchmarks/bench_preprocess.py \
+        ${PREPROCESS_ARGS:---squad_dir .gpu/data --train_file squad_train.json.gz --tokenizer_name .gpu/minilm}
+    tr '\r' '\n' < "$WORK/f_preprocess.log" | grep -v '^[[:space:]]*$' | grep -v '%|' | tail -n 6 \
+        | sed 's/^/    /' >> "$SUMMARY"
+else
+    note "- f: benchmarks/bench_preprocess.py does not exist: skipped"
+fi
+
+echo >> "$SUMMARY"
+echo "Session ended at t=$(elapsed)s (deadline ${DEADLINE}s)." >> "$SUMMARY"
+cat "$SUMMARY"

@@ -1,0 +1,100 @@
+"""The benchmark harness (benchmarks/): each script runs at tiny scale on a CPU, and the fast recipes parse with the
+scripts they belong to. GPU numbers come from benchmarks/gpu_session.sh, which these tests do not run."""
+
+import gzip
+import json
+
+import pytest
+
+from conftest import REPO_DIR, SAMPLE_DIR, run_script
+
+TINY = REPO_DIR / "assets" / "tiny-bert"
+
+
+def test_throughput_bench_tiny_cpu(tmp_path):
+    out = tmp_path / "throughput.jsonl"
+    result = run_script(
+        "benchmarks/bench_train_throughput.py", "--configs", "tiny:fp32:max:4", "tiny:fp32:dynamic:4",
+        "tiny:fp32:grouped:4", "--steps", "2", "--warmup", "1", "--squad_file", SAMPLE_DIR / "squad_train.json",
+        "--tokenizer", TINY, "--questions", "60", "--max_seq_length", "64", "--doc_stride", "16",
+        "--device", "cpu", "--peak_tflops", "1.0", "--out", out,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert "environment" in records[0]
+    rows = {r["config"]: r for r in records[1:]}
+    assert set(rows) == {"tiny:fp32:max:4", "tiny:fp32:dynamic:4", "tiny:fp32:grouped:4"}
+    for row in rows.values():
+        assert row["samples_per_s"] > 0 and 0 < row["mfu"] <= row["hfu"]
+    # Padding to max_seq_length computes at least as much padding as padding to the batch's longest window.
+    assert rows["tiny:fp32:max:4"]["padding_fraction"] >= rows["tiny:fp32:dynamic:4"]["padding_fraction"]
+    assert "| tiny:fp32:grouped:4 |" in result.stdout
+
+    png = tmp_path / "throughput.png"
+    result = run_script("benchmarks/plot_training.py", "throughput", out, "--out", png)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_throughput_bench_rejects_bad_config(tmp_path):
+    result = run_script("benchmarks/bench_train_throughput.py", "--configs", "tiny:fp8:max:4", "--squad_file",
+                        SAMPLE_DIR / "squad_train.json", "--tokenizer", TINY, "--questions", "60",
+                        "--device", "cpu", "--peak_tflops", "1.0")
+    assert result.returncode != 0
+    assert "precision fp32|tf32|bf16" in result.stderr
+
+
+def test_training_curves_plot(tmp_path):
+    state = {"global_step": 30, "epoch": 3.0, "log_history": [
+        {"step": 10, "loss": 0.7}, {"step": 10, "eval_accuracy": 0.6, "eval_loss": 0.6},
+        {"step": 20, "loss": 0.5}, {"step": 20, "eval_accuracy": 0.8}, {"step": 30, "loss": 0.3}]}
+    (tmp_path / "trainer_state.json").write_text(json.dumps(state))
+    (tmp_path / "eval_results.json").write_text(json.dumps({"eval_accuracy": 0.9, "eval_runtime": 1.0}))
+    result = run_script("benchmarks/plot_training.py", "curves", tmp_path, "--out", tmp_path / "curves.png")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": []}))
+    (tmp_path / "eval_results.json").unlink()
+    result = run_script("benchmarks/plot_training.py", "curves", tmp_path, "--out", tmp_path / "empty.png")
+    assert result.returncode != 0 and "no loss and no eval metric" in result.stderr
+
+
+def test_flatten_squad_keeps_every_question(tmp_path):
+    source = json.loads((SAMPLE_DIR / "squad_train.json").read_text())
+    gz = tmp_path / "train.json.gz"
+    gz.write_bytes(gzip.compress(json.dumps(source).encode()))
+    result = run_script("benchmarks/flatten_squad.py", gz, tmp_path / "flat.json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    flat = json.loads((tmp_path / "flat.json").read_text())["data"]
+    questions = [(p["context"], qa) for a in source["data"] for p in a["paragraphs"] for qa in p["qas"]]
+    assert len(flat) == len(questions)
+    for record, (context, qa) in zip(flat, questions):
+        assert record["id"] == qa["id"] and record["context"] == context and record["question"] == qa["question"]
+        assert record["answers"]["text"] == [a["text"] for a in qa["answers"]]
+        assert record["answers"]["answer_start"] == [a["answer_start"] for a in qa["answers"]]
+
+
+@pytest.mark.parametrize("script,recipe", [("run_squad", "recipes/squad/minilm-l6.yaml"),
+                                           ("run_glue_sst2", "recipes/sst2/minilm-l6.yaml")])
+def test_fast_recipes_parse(script, recipe):
+    """Every key of the fast recipes is a flag of its script (on a CPU: bf16/tf32 switched off)."""
+    import importlib
+
+    from common import ModelArguments, TrainingArguments, parse_args
+
+    module = importlib.import_module(script)
+    _, data_args, training_args = parse_args((ModelArguments, module.DataArguments, TrainingArguments),
+                                             [str(REPO_DIR / recipe), "--bf16", "false", "--tf32", "false"])
+    assert training_args.learning_rate in (1e-4, 5e-5)
+    assert training_args.per_device_train_batch_size == 32
+    assert data_args.pad_to_max_length is False
+    assert training_args.optim.value == "adamw_torch_fused"
+
+
+def test_gpu_session_script_is_valid_bash():
+    import subprocess
+
+    result = subprocess.run(["bash", "-n", str(REPO_DIR / "benchmarks" / "gpu_session.sh")], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
