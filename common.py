@@ -339,6 +339,18 @@ class OrderedEvalTrainer(Trainer):
         return None  # distributed: the Trainer's own sequential sharding
 
 
+def train_and_save(trainer, resume_from, train_samples):
+    """Trains, saves the final model, tokenizer and trainer state, writes train_results.json; returns the metrics."""
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    trainer.save_model(_internal_call=True)  # no Trainer push here: ours, at the end, carries our model card
+    trainer.save_state()
+    metrics = {**result.metrics, "train_samples": train_samples}
+    trainer.log_metrics("train", metrics)
+    if trainer.is_world_process_zero():
+        save_metrics(trainer.args.output_dir, "train", metrics)
+    return metrics
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Output folder
 

@@ -23,7 +23,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 from common import (
     REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, TrainingArguments, atomic_write_text,
     check_max_seq_length, checkpoint_to_resume, load_model, load_tokenizer_and_config, parse_args, read_records,
-    run_main, save_metrics, set_up_logging,
+    run_main, save_metrics, set_up_logging, train_and_save,
 )
 
 logger = logging.getLogger(__name__)
@@ -203,14 +203,7 @@ def main(argv=None):
     )
     all_metrics = {}
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=resume_from)
-        trainer.save_model(_internal_call=True)  # our own push below carries our model card
-        trainer.save_state()
-        metrics = {**result.metrics, "train_samples": len(features["train"])}
-        trainer.log_metrics("train", metrics)
-        if trainer.is_world_process_zero():
-            save_metrics(training_args.output_dir, "train", metrics)
-        all_metrics.update(metrics)
+        all_metrics.update(train_and_save(trainer, resume_from, train_samples=len(features["train"])))
 
     # ---- Evaluate: one prediction pass gives the metrics and the failure report.
     if training_args.do_eval:

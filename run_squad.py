@@ -28,7 +28,7 @@ from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding,
 from common import (
     REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, TrainingArguments, atomic_write_text,
     check_max_seq_length, checkpoint_to_resume, load_model, load_tokenizer_and_config, parse_args, run_main,
-    save_metrics, set_up_logging,
+    save_metrics, set_up_logging, train_and_save,
 )
 from utils_qa import (
     check_qa_tokenizer, load_squad_file, null_probability, postprocess_qa_predictions, prepare_eval_features,
@@ -205,14 +205,7 @@ def main(argv=None):
     )
     all_metrics = {}
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=resume_from)
-        trainer.save_model(_internal_call=True)  # our own push below carries our model card
-        trainer.save_state()
-        metrics = {**result.metrics, "train_samples": len(features["train"])}
-        trainer.log_metrics("train", metrics)
-        if trainer.is_world_process_zero():
-            save_metrics(training_args.output_dir, "train", metrics)
-        all_metrics.update(metrics)
+        all_metrics.update(train_and_save(trainer, resume_from, train_samples=len(features["train"])))
 
     # ---- Evaluate: metrics, eval_predictions.json and the failure report.
     if training_args.do_eval:

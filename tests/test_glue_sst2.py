@@ -4,7 +4,7 @@ import json
 
 import evaluate
 import pytest
-from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_script
+from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_main_in_process, run_script
 
 import common
 import run_glue_sst2
@@ -13,13 +13,7 @@ QUICKSTART = str(REPO_DIR / "recipes/sst2/quickstart.yaml")
 
 
 def run_in_process(argv, capsys):
-    """main() as the command line runs it: returns (exit code, stderr)."""
-    try:
-        common.run_main(lambda: run_glue_sst2.main([str(a) for a in argv]))
-        code = 0
-    except SystemExit as stop:
-        code = stop.code
-    return code, capsys.readouterr().err
+    return run_main_in_process(run_glue_sst2, argv, capsys)
 
 
 @pytest.fixture(scope="module")

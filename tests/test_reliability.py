@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL
+from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_main_in_process
 from safetensors.torch import load_file
 
 import common
@@ -48,13 +48,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 def run_in_process(argv, capsys, module=run_glue_sst2):
-    """main() as the command line runs it: returns (exit code, stderr)."""
-    try:
-        common.run_main(lambda: module.main([str(a) for a in argv]))
-        code = 0
-    except SystemExit as stop:
-        code = stop.code
-    return code, capsys.readouterr().err
+    return run_main_in_process(module, argv, capsys)
 
 
 def script_command(*args):

@@ -2,9 +2,8 @@ import csv
 import json
 
 import pytest
-from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_script
+from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_main_in_process, run_script
 
-import common
 import run_squad
 
 QUICKSTART = str(REPO_DIR / "recipes/squad/quickstart.yaml")
@@ -12,13 +11,7 @@ FAST = ["--num_train_epochs", "2", "--max_train_samples", "96", "--logging_steps
 
 
 def run_in_process(argv, capsys):
-    """main() as the command line runs it: returns (exit code, stderr)."""
-    try:
-        common.run_main(lambda: run_squad.main([str(a) for a in argv]))
-        code = 0
-    except SystemExit as stop:
-        code = stop.code
-    return code, capsys.readouterr().err
+    return run_main_in_process(run_squad, argv, capsys)
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +99,20 @@ def test_dynamic_padding_and_length_grouping_keep_each_window_with_its_logits(qu
     dynamic = json.loads((tmp_path / "eval_predictions.json").read_text())
     same = sum(padded[qid] == dynamic[qid] for qid in padded)
     assert same >= 0.9 * len(padded)  # float noise may flip a near-tie; a reordering flips almost all
+
+
+def test_dataset_by_name_with_the_squad_schema(tmp_path, capsys):
+    """--dataset_name goes through datasets.load_dataset (rajpurkar/squad or any dataset of that schema for users; a
+    local dataset folder here): answers as {text: [...], answer_start: [...]} columns."""
+    folder = tmp_path / "my-squad"
+    folder.mkdir()
+    for split, name in [("train", "squad_train.json"), ("validation", "squad_dev.json")]:
+        records = run_squad.load_squad_file(SAMPLE_DIR / name)[:40]
+        rows = [{key: record[key] for key in ("id", "title", "context", "question", "answers")} for record in records]
+        (folder / f"{split}.jsonl").write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    code, err = run_in_process([QUICKSTART, "--train_file", "", "--validation_file", "", "--test_file", "",
+                                "--do_predict", "false", "--dataset_name", folder, "--num_train_epochs", 1,
+                                "--output_dir", tmp_path / "out"], capsys)
+    assert code == 0, err
+    results = json.loads((tmp_path / "out/eval_results.json").read_text())
+    assert results["eval_samples"] == 40 and "eval_f1" in results
