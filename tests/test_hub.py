@@ -165,6 +165,22 @@ def test_load_by_name_matches_local(hub, hf_home, pushed):
     assert {p["label"] for p in out["hub"]["pipeline"]} <= {"negative", "positive"}
 
 
+def test_scripts_take_the_pushed_model_by_name_for_eval_and_predict(hub, hf_home, pushed, tmp_path):
+    """--model_name_or_path org/name (+ --model_revision) through the Hub client: same metrics and predictions as
+    the local output folder the model was pushed from."""
+    output_dir, _ = pushed
+    result = run_script("run_glue_sst2.py", "recipes/sst2/quickstart.yaml", "--model_name_or_path", REPO_ID,
+                        "--model_revision", "main", "--config_name", "", "--tokenizer_name", "", "--do_train", "false",
+                        "--output_dir", tmp_path / "by-name", env=hub_env(hub, hf_home))
+    assert result.returncode == 0, result.stderr[-3000:]
+    by_name = json.loads((tmp_path / "by-name/eval_results.json").read_text())
+    local = json.loads((output_dir / "eval_results.json").read_text())
+    assert by_name["eval_accuracy"] == local["eval_accuracy"]
+    # the misclassified sentences with their probabilities: the same model gives the same report
+    assert (tmp_path / "by-name/eval_failures.tsv").read_text() == (output_dir / "eval_failures.tsv").read_text()
+    assert len((tmp_path / "by-name/predict_results.tsv").read_text().splitlines()) == 41  # header + 40 sentences
+
+
 def test_load_by_name_from_prefilled_cache_offline(hub, pushed, tmp_path):
     output_dir, _ = pushed
     home = str(tmp_path / "hf-home")
