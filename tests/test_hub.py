@@ -181,6 +181,35 @@ def test_scripts_take_the_pushed_model_by_name_for_eval_and_predict(hub, hf_home
     assert len((tmp_path / "by-name/predict_results.tsv").read_text().splitlines()) == 41  # header + 40 sentences
 
 
+def test_hub_strategy_checkpoint_makes_a_run_resumable_from_the_hub(hub, hf_home, tmp_path):
+    """--hub_strategy checkpoint: the Trainer pushes last-checkpoint/ while training; a machine that lost its disk
+    downloads it and resumes from it."""
+    repo_id = "org/resumable"
+    run = [*TRAIN_ARGS, "--save_strategy", "steps", "--save_steps", "10", "--max_steps", "20", "--do_eval", "false"]
+    result = run_script("run_glue_sst2.py", *run, "--output_dir", tmp_path / "first", "--push_to_hub",
+                        "--hub_model_id", repo_id, "--hub_strategy", "checkpoint", env=hub_env(hub, hf_home))
+    assert result.returncode == 0, result.stderr[-3000:]
+    files = hub.files(repo_id)
+    assert "last-checkpoint/trainer_state.json" in files and "last-checkpoint/optimizer.pt" in files
+    download = f"""
+from huggingface_hub import snapshot_download
+print(snapshot_download({repo_id!r}, allow_patterns=["last-checkpoint/*"], local_dir={str(tmp_path / "dl")!r}))
+"""
+    subprocess.run([sys.executable, "-c", download], env={**os.environ, **hub_env(hub, hf_home)}, check=True)
+    checkpoint = tmp_path / "dl/last-checkpoint"
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 20
+    result = run_script("run_glue_sst2.py", *run, "--max_steps", "30", "--output_dir", tmp_path / "second",
+                        "--resume_from_checkpoint", checkpoint)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = json.loads((tmp_path / "first/trainer_state.json").read_text())["log_history"]
+    second = json.loads((tmp_path / "second/trainer_state.json").read_text())
+    assert second["global_step"] == 30
+    # steps 1-20 come from the downloaded checkpoint (a fresh 30-step run would log other losses: its learning-rate
+    # schedule is longer)
+    assert [e for e in second["log_history"] if e["step"] <= 20 and "loss" in e] == \
+        [e for e in first if e["step"] <= 20 and "loss" in e]
+
+
 def test_load_by_name_from_prefilled_cache_offline(hub, pushed, tmp_path):
     output_dir, _ = pushed
     home = str(tmp_path / "hf-home")
