@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds .gpu/ (git-ignored): everything benchmarks/gpu_session.sh needs on a GPU machine that has no network and
-# only PyTorch 2.11 / transformers 5.17 / huggingface-hub 1.33 installed (see /work/.library/device/KINDS.md).
+# only PyTorch 2.11 / transformers 5.17 / huggingface-hub 1.33 installed (the image of the workplace's GPU machines).
 #
 #   bash benchmarks/prepare_gpu_payload.sh          # from the repository root, inside the project's venv
 #
