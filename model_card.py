@@ -212,11 +212,9 @@ def hyperparameters(training_args, data_args=None, trainer_state=None):
             "optimizer": f"{getattr(a.optim, 'value', a.optim)} (betas=({a.adam_beta1}, {a.adam_beta2}), "
                          f"epsilon={a.adam_epsilon}, weight_decay={a.weight_decay})",
             "lr_scheduler_type": getattr(a.lr_scheduler_type, "value", a.lr_scheduler_type),
-            "warmup_steps": getattr(a, "warmup_steps", 0),
+            "warmup_steps": a.warmup_steps,  # below 1: a fraction of the training steps
             "num_epochs": a.num_train_epochs,
         })
-        if getattr(a, "warmup_ratio", None):
-            rows["warmup_ratio"] = a.warmup_ratio
         if a.max_steps and a.max_steps > 0:
             rows["max_steps"] = a.max_steps
         if a.bf16 or a.fp16:
