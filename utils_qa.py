@@ -224,8 +224,8 @@ def column(rows, name):
 
 
 class ContextOffsets:
-    """The offset_mapping of all features kept flat, as Arrow stores it (token t of feature f is entry
-    first_token[f] + t), and looked up only at the candidate positions."""
+    """The character offsets of all features' tokens kept flat, as Arrow stores them (token t of feature f is entry
+    first_token[f] + t), with -1 for tokens outside the context; looked up only at the candidate positions."""
 
     def __init__(self, features):
         if hasattr(features, "with_format"):  # datasets.Dataset: read Arrow buffers instead of building lists
@@ -236,27 +236,26 @@ class ContextOffsets:
             self.lengths = offsets.value_lengths().to_numpy()
             pairs = offsets.flatten()
             in_context = pairs.is_valid().to_numpy(zero_copy_only=False)
-            self.chars = pairs.flatten().to_numpy().reshape(-1, 2)  # (start, end) of the non-null pairs, in order
+            chars = pairs.flatten().to_numpy().reshape(-1, 2)  # (start, end) of the non-null pairs, in order
         else:
             offset_lists = column(features, "offset_mapping")
             self.lengths = np.array([len(o) for o in offset_lists])
             in_context = np.array([o is not None for om in offset_lists for o in om], dtype=bool)
             pairs = [o for om in offset_lists for o in om if o is not None]
-            self.chars = np.array(pairs, dtype=np.int64).reshape(-1, 2)
-        if len(self.chars) != in_context.sum():
+            chars = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+        if len(chars) != in_context.sum():
             raise ValueError("offset_mapping must hold (start, end) pairs or None")
         self.first_token = np.cumsum(self.lengths) - self.lengths
-        self.in_context = in_context
-        self.pair_index = np.cumsum(in_context, dtype=np.int32) - 1  # row of self.chars for a context token
+        self.start_char = np.full(len(in_context), -1, dtype=np.int32)  # -1: not a context token
+        self.end_char = np.full(len(in_context), -1, dtype=np.int32)
+        self.start_char[in_context], self.end_char[in_context] = chars[:, 0], chars[:, 1]
 
-    def lookup(self, positions):
-        """(in_context, start_char, end_char) for token positions of shape (features, k); positions beyond a
-        feature's length (logits padded across batches) count as outside the context."""
+    def lookup(self, positions, char_of_token):
+        """(in_context, char) for token positions of shape (features, k), from self.start_char or self.end_char;
+        positions beyond a feature's length (logits padded across batches) count as outside the context."""
         lengths = self.lengths[:, None]
-        token = self.first_token[:, None] + np.minimum(positions, lengths - 1)
-        in_context = (positions < lengths) & self.in_context[token]
-        chars = self.chars[np.where(in_context, self.pair_index[token], 0)]
-        return in_context, chars[..., 0], chars[..., 1]
+        chars = char_of_token[self.first_token[:, None] + np.minimum(positions, lengths - 1)]
+        return (positions < lengths) & (chars >= 0), chars
 
 
 def top_k(values, k):
@@ -271,8 +270,8 @@ def candidate_spans(start_logits, end_logits, offsets, n_best_size, max_answer_l
     and end positions (features, k): their token indices and character offsets."""
     k = min(n_best_size, start_logits.shape[1])
     starts, ends = top_k(start_logits, k), top_k(end_logits, k)
-    start_ok, start_char, _ = offsets.lookup(starts)
-    end_ok, _, end_char = offsets.lookup(ends)
+    start_ok, start_char = offsets.lookup(starts, offsets.start_char)
+    end_ok, end_char = offsets.lookup(ends, offsets.end_char)
     start_scores = np.where(start_ok, np.take_along_axis(start_logits, starts, axis=1), -np.inf)
     end_scores = np.where(end_ok, np.take_along_axis(end_logits, ends, axis=1), -np.inf)
     # 0 <= end - start < max_answer_length in one unsigned comparison (a negative difference wraps around)
