@@ -197,17 +197,19 @@ print(snapshot_download({repo_id!r}, allow_patterns=["last-checkpoint/*"], local
 """
     subprocess.run([sys.executable, "-c", download], env={**os.environ, **hub_env(hub, hf_home)}, check=True)
     checkpoint = tmp_path / "dl/last-checkpoint"
-    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == 20
+    # The Trainer skips a checkpoint push while the previous one is still uploading: step 10 or 20 arrives.
+    step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    assert step in (10, 20)
     result = run_script("run_glue_sst2.py", *run, "--max_steps", "30", "--output_dir", tmp_path / "second",
                         "--resume_from_checkpoint", checkpoint)
     assert result.returncode == 0, result.stderr[-3000:]
     first = json.loads((tmp_path / "first/trainer_state.json").read_text())["log_history"]
     second = json.loads((tmp_path / "second/trainer_state.json").read_text())
     assert second["global_step"] == 30
-    # steps 1-20 come from the downloaded checkpoint (a fresh 30-step run would log other losses: its learning-rate
-    # schedule is longer)
-    assert [e for e in second["log_history"] if e["step"] <= 20 and "loss" in e] == \
-        [e for e in first if e["step"] <= 20 and "loss" in e]
+    # the steps up to the checkpoint come from it (a fresh 30-step run would log other losses and learning rates:
+    # its schedule is longer)
+    assert [e for e in second["log_history"] if e["step"] <= step and "loss" in e] == \
+        [e for e in first if e["step"] <= step and "loss" in e]
 
 
 def test_load_by_name_from_prefilled_cache_offline(hub, pushed, tmp_path):
