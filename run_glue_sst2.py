@@ -22,8 +22,8 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from common import (
     REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, TrainingArguments, atomic_write_text,
-    check_max_seq_length, checkpoint_to_resume, load_model, load_tokenizer_and_config, parse_args, read_records,
-    run_main, save_metrics, set_up_logging, train_and_save,
+    check_max_seq_length, checkpoint_to_resume, load_model, load_tokenizer_and_config, parse_args,
+    preprocessing_processes, read_records, run_main, save_metrics, set_up_logging, train_and_save,
 )
 
 logger = logging.getLogger(__name__)
@@ -160,11 +160,14 @@ def main(argv=None):
             splits[split] = splits[split].select(range(min(limit, len(splits[split]))))
     resume_from = checkpoint_to_resume(training_args)
 
-    # ---- Model: id2label names travel with the saved config, so pipeline() shows negative/positive.
+    # ---- Model: id2label names travel with the saved config, so pipeline() shows negative/positive. The problem
+    # type is stated up front: the model would otherwise set it during its first forward, which makes
+    # torch.compile compile a second time.
     set_seed(training_args.seed)
     config, tokenizer = load_tokenizer_and_config(
         model_args, num_labels=2, id2label=dict(enumerate(LABEL_NAMES)),
         label2id={name: i for i, name in enumerate(LABEL_NAMES)}, finetuning_task="sst2",
+        problem_type="single_label_classification",
     )
     check_max_seq_length(data_args.max_seq_length, tokenizer, config)
     model = load_model(model_args, AutoModelForSequenceClassification, config)
@@ -176,8 +179,8 @@ def main(argv=None):
 
     with training_args.main_process_first(desc="tokenization"):
         features = {
-            split: dataset.map(tokenize, batched=True, remove_columns=["sentence"],
-                               num_proc=data_args.preprocessing_num_workers, desc=f"Tokenizing {split}")
+            split: dataset.map(tokenize, batched=True, remove_columns=["sentence"], desc=f"Tokenizing {split}",
+                               num_proc=preprocessing_processes(data_args.preprocessing_num_workers, len(dataset)))
             for split, dataset in splits.items()
         }
     if "test" in features and UNLABELED in splits["test"]["label"]:  # GLUE's test split: no labels to feed the model

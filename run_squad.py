@@ -27,8 +27,8 @@ from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding,
 
 from common import (
     REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, TrainingArguments, atomic_write_text,
-    check_max_seq_length, checkpoint_to_resume, load_model, load_tokenizer_and_config, parse_args, run_main,
-    save_metrics, set_up_logging, train_and_save,
+    check_max_seq_length, checkpoint_to_resume, load_model, load_tokenizer_and_config, parse_args,
+    preprocessing_processes, run_main, save_metrics, set_up_logging, train_and_save,
 )
 from utils_qa import (
     check_qa_tokenizer, load_squad_file, null_probability, postprocess_qa_predictions, prepare_eval_features,
@@ -181,7 +181,9 @@ def main(argv=None):
             prepare = prepare_train_features if split == "train" else prepare_eval_features
             features[split] = dataset.map(partial(prepare, **window_args), batched=True,
                                           remove_columns=dataset.column_names,
-                                          num_proc=data_args.preprocessing_num_workers, desc=f"Windows for {split}")
+                                          desc=f"Windows for {split}",
+                                          num_proc=preprocessing_processes(data_args.preprocessing_num_workers,
+                                                                           len(dataset)))
     for split in features:
         logger.info("%s: %d questions -> %d windows", split, len(examples[split]), len(features[split]))
 

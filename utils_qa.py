@@ -6,9 +6,11 @@ that does not point at the answer text, a duplicate id, a question without answe
 naming the file and the record. Nothing is skipped silently, because a skipped row changes the metrics.
 """
 
+import bisect
 import json
 import logging
 import os
+from operator import itemgetter
 
 import numpy as np
 
@@ -165,6 +167,12 @@ def tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_
     ), (1 if question_first else 0)
 
 
+def context_span(sequence_ids, context_id):
+    """First and last token position of the context in one window (its tokens are contiguous)."""
+    first = sequence_ids.index(context_id)
+    return first, len(sequence_ids) - 1 - sequence_ids[::-1].index(context_id)
+
+
 def prepare_train_features(examples, tokenizer, max_seq_length=384, doc_stride=128, max_query_length=64,
                            pad_to_max_length=True):
     """Batched `datasets.map` function: windows with start_positions/end_positions; a window that does not hold
@@ -181,14 +189,12 @@ def prepare_train_features(examples, tokenizer, max_seq_length=384, doc_stride=1
         if answers["answer_start"]:
             start_char = answers["answer_start"][0]
             end_char = start_char + len(answers["text"][0])
-            context_tokens = np.flatnonzero(np.array(tokenized.sequence_ids(i), dtype=object) == context_id)
-            token_starts = np.array([offsets[t][0] for t in context_tokens])
-            token_ends = np.array([offsets[t][1] for t in context_tokens])
-            if token_starts[0] <= start_char and token_ends[-1] >= end_char:
+            first, last = context_span(tokenized.sequence_ids(i), context_id)
+            if offsets[first][0] <= start_char and offsets[last][1] >= end_char:
                 # Offsets grow along the context: the answer starts in the last token starting at or before
-                # start_char and ends in the first token ending at or after end_char.
-                start = int(context_tokens[np.searchsorted(token_starts, start_char, side="right") - 1])
-                end = int(context_tokens[np.searchsorted(token_ends, end_char, side="left")])
+                # start_char and ends in the first token ending at or after end_char (binary searches in C).
+                start = bisect.bisect_right(offsets, start_char, first, last + 1, key=itemgetter(0)) - 1
+                end = bisect.bisect_left(offsets, end_char, first, last + 1, key=itemgetter(1))
         tokenized["start_positions"].append(start)
         tokenized["end_positions"].append(end)
     return tokenized
@@ -202,11 +208,10 @@ def prepare_eval_features(examples, tokenizer, max_seq_length=384, doc_stride=12
                                              pad_to_max_length)
     sample_of_window = tokenized.pop("overflow_to_sample_mapping")
     tokenized["example_id"] = [examples["id"][s] for s in sample_of_window]
-    tokenized["offset_mapping"] = [
-        [offset if sequence_id == context_id else None
-         for offset, sequence_id in zip(offsets, tokenized.sequence_ids(i))]
-        for i, offsets in enumerate(tokenized["offset_mapping"])
-    ]
+    offset_mapping = tokenized["offset_mapping"]
+    for i, offsets in enumerate(offset_mapping):
+        first, last = context_span(tokenized.sequence_ids(i), context_id)
+        offset_mapping[i] = [None] * first + offsets[first:last + 1] + [None] * (len(offsets) - last - 1)
     return tokenized
 
 

@@ -1,0 +1,69 @@
+"""The speed settings of the fast recipes change how fast a run goes, never what it computes: the length-grouped
+sampler reads its lengths from Arrow but draws the same batches as the Trainer's own, worker counts are capped,
+and a compiled run compiles its training step once for all batch shapes."""
+
+import json
+import os
+
+import datasets
+import pytest
+import torch
+from conftest import REPO_DIR, run_main_in_process
+from transformers import AutoConfig, AutoModelForQuestionAnswering, Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+import run_glue_sst2
+from common import OrderedEvalTrainer, TrainingArguments, preprocessing_processes
+
+
+def test_grouped_sampler_uses_arrow_lengths_and_draws_the_trainers_batches(tmp_path):
+    rows = [{"input_ids": [1] * (3 + (i * 7) % 29), "start_positions": 0, "end_positions": 0} for i in range(300)]
+    dataset = datasets.Dataset.from_list(rows)
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, report_to="none",
+                             train_sampling_strategy="group_by_length", use_cpu=True)
+    model = AutoModelForQuestionAnswering.from_config(AutoConfig.from_pretrained(REPO_DIR / "assets/tiny-bert"))
+    trainer = OrderedEvalTrainer(model=model, args=args, train_dataset=dataset)
+
+    ours = trainer._get_train_sampler(dataset)
+    assert isinstance(ours, LengthGroupedSampler)
+    assert ours.lengths == [len(row["input_ids"]) for row in rows]
+    torch.manual_seed(3)
+    our_order = list(ours)
+    torch.manual_seed(3)
+    assert our_order == list(Trainer._get_train_sampler(trainer, dataset))  # the row-by-row Python version
+
+
+def test_preprocessing_processes_never_exceed_cores_or_rows():
+    cores = os.cpu_count()
+    assert preprocessing_processes(None, 1000) is None
+    assert preprocessing_processes(1, 1000) is None
+    assert preprocessing_processes(10_000, 1000) == (min(cores, 1000) if cores > 1 else None)
+    assert preprocessing_processes(16, 1) is None
+
+
+def test_compiled_sst2_run_compiles_the_training_step_once(tmp_path, capsys, monkeypatch):
+    """Dynamic padding gives every batch its own length and the epoch's last batch is smaller: one compilation must
+    serve them all (a recompilation costs as much as the first one), and the config must not change under the
+    compiled model (problem_type set up front)."""
+    monkeypatch.setattr(torch._dynamo.config, "assume_static_by_default", True)  # restored after the test
+    torch._dynamo.reset()
+    frames = torch._dynamo.utils.counters["stats"]
+    frames.clear()
+    code, err = run_main_in_process(run_glue_sst2, [
+        REPO_DIR / "recipes/sst2/quickstart.yaml", "--output_dir", tmp_path / "out", "--torch_compile", "true",
+        "--num_train_epochs", "2", "--do_predict", "false"], capsys)
+    assert code == 0, err
+    assert frames["unique_graphs"] == 1, dict(frames)
+    results = json.loads((tmp_path / "out" / "all_results.json").read_text())
+    assert 0 <= results["eval_accuracy"] <= 1 and results["train_samples"] > 32
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("recipe", ["recipes/squad/minilm-l6.yaml", "recipes/sst2/minilm-l6.yaml"])
+def test_fast_recipes_switch_on_the_measured_speed_settings(recipe):
+    import yaml
+
+    settings = yaml.safe_load((REPO_DIR / recipe).read_text())
+    assert settings["torch_compile"] is True and settings["optim"] == "adamw_torch_fused"
+    assert settings["logging_nan_inf_filter"] is False and settings["accelerator_config"] == {"non_blocking": True}
+    assert settings["train_sampling_strategy"] == "group_by_length" and settings["dataloader_pin_memory"] is True
