@@ -123,6 +123,14 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
+def record(row, out):
+    """Prints one result as a JSON line and appends it to `out` at once (a later crash keeps earlier rows)."""
+    print(json.dumps(row), flush=True)
+    if out:
+        with open(out, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Data: real SQuAD window lengths
 
@@ -285,10 +293,7 @@ def run_config(spec, args, features, tokenizer_vocab, peak, out_rows):
         "max_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None,
     }
     out_rows.append(row)
-    print(json.dumps(row), flush=True)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+    record(row, args.out)
 
 
 def environment(device):
@@ -329,10 +334,7 @@ def main(argv=None):
     env.update({"bf16_matmul_peak_tflops": round(peak, 1), "matmul_size": size})
     nominal = next((v for k, v in NOMINAL_BF16_TFLOPS.items() if k in (env.get("gpu") or "")), None)
     env["nominal_bf16_tflops"] = nominal
-    print(json.dumps({"environment": env}), flush=True)
-    if args.out:
-        with open(args.out, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"environment": env}) + "\n")
+    record({"environment": env}, args.out)
     if args.peak_only:
         return
 
@@ -353,20 +355,14 @@ def main(argv=None):
         if args.time_budget is not None and time.perf_counter() - began > args.time_budget:
             row = {"config": spec, "skipped": "time budget"}
             rows.append(row)
-            print(json.dumps(row), flush=True)
-            if args.out:
-                with open(args.out, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(row) + "\n")
+            record(row, args.out)
             continue
         try:
             run_config(spec, args, features, tokenizer.vocab_size, peak, rows)  # its model is freed on return
         except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
             row = {"config": spec, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"}
             rows.append(row)
-            print(json.dumps(row), flush=True)
-            if args.out:
-                with open(args.out, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(row) + "\n")
+            record(row, args.out)
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
     print()

@@ -5,9 +5,11 @@
 #   bash benchmarks/gpu_session.sh              # results in $OUT (default /tmp/gpu_session_out)
 #   SMOKE=1 PYTHON=.venv/bin/python SKIP_WHEELS=1 bash benchmarks/gpu_session.sh   # CPU test of this script
 #
-# One 10-minute call holds a, c, d and e (run_qa.py alone takes ~285 s on an H100); b and f go in a second call on
-# the same warm machine:
-#   STAGES="a c d e" bash benchmarks/gpu_session.sh      then      STAGES="a b f" DEADLINE=230 bash benchmarks/gpu_session.sh
+# A session has 15 minutes of device time and the machine starts in ~30 s; measured on 2026-11-26 (H100): stage c
+# ~180 s, d ~215 s, e ~150 s with compilation, b ~150 s, f ~20 s, g ~170 s, setup ~20 s per call. Two calls on the
+# same warm machine (it is released after 30 s idle: send the second at once):
+#   STAGES="a c d" DEADLINE=450 bash benchmarks/gpu_session.sh        (timeout_s 480, carry .gpu)
+#   STAGES="a g e f" DEADLINE=380 bash benchmarks/gpu_session.sh      (timeout_s 400)
 #
 # Stages, in priority order, each under its own `timeout` (no stage can eat the rest) and each appending its result
 # the moment it ends (a cut-off session keeps what finished):
@@ -19,6 +21,8 @@
 #   d  the same with transformers' run_qa.py (.gpu/baseline) and the anchor's exact command: wall time, EM/F1
 #   e  SST-2 MiniLM with run_glue_sst2.py + recipes/sst2/minilm-l6.yaml: wall time, accuracy
 #   f  preprocessing throughput (benchmarks/bench_preprocess.py), if that script exists
+#   g  where a Trainer step's time goes (benchmarks/bench_trainer_steps.py): run_squad.py's MiniLM loop under each
+#      speed setting on the same windows, steady ms/step, start-up cost, GPU kernel time per step (profiled)
 # Files in $OUT (8 at most): summary.md, results.jsonl, session.log, throughput.jsonl, throughput.png,
 # squad_trainer_state.json, squad_training.png, sst2_training.png.
 set -u
@@ -35,7 +39,7 @@ rm -rf "$WORK"/squad_ours "$WORK"/squad_baseline "$WORK"/sst2 "$WORK"/hf "$WORK"
 export TORCHINDUCTOR_CACHE_DIR=$WORK/inductor                                # run pays its own compilation too
 SUMMARY=$OUT/summary.md RESULTS=$OUT/results.jsonl LOG=$OUT/session.log
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 HF_HOME=$WORK/hf PYTHONUNBUFFERED=1
-want() { [[ " ${STAGES:-a c d e b f} " == *" $1 "* ]]; }  # STAGES="a c e" runs only those
+want() { [[ " ${STAGES:-a c d e b f g} " == *" $1 "* ]]; }  # STAGES="a c e" runs only those
 elapsed() { echo $(( $(date +%s) - START )); }
 note() { echo "$*" | tee -a "$LOG" >> "$SUMMARY"; }
 
@@ -122,6 +126,7 @@ if [ "$SMOKE" = 1 ]; then  # CPU: tiny everything, same code paths
     SQUAD_SMOKE="--max_train_samples 48 --max_eval_samples 24 --max_seq_length 128 --doc_stride 32 --num_train_epochs 1 --preprocessing_num_workers 2 --dataloader_num_workers 1 --per_device_eval_batch_size 16 --logging_steps 1"
     BASELINE_SMOKE="--max_seq_length 128 --doc_stride 32 --num_train_epochs 1"
     SST2_SMOKE="--max_train_samples 64 --max_eval_samples 32 --num_train_epochs 1 --dataloader_num_workers 1 --logging_steps 1"
+    STEPS_SMOKE="--steps 6 --warm 2 --questions 100 --batch_size 4"
 else
     DEVICE_FLAGS="" BASELINE_PRECISION="--bf16" THROUGHPUT_ARGS="--time_budget ${B_BUDGET:-125}"
     SQUAD_SMOKE="" BASELINE_SMOKE="" SST2_SMOKE=""
@@ -206,6 +211,15 @@ if [ -f benchmarks/bench_preprocess.py ]; then
 else
     note "- f: benchmarks/bench_preprocess.py does not exist: skipped"
 fi
+fi
+
+if want g; then
+# ---- g. Trainer step time per speed setting
+echo "## g. Trainer step time per speed setting (t=$(elapsed)s)" >> "$SUMMARY"
+stage g_trainer_steps ${G_CAP:-170} $PY benchmarks/bench_trainer_steps.py --model .gpu/minilm \
+    --squad_file .gpu/data/squad_train.json.gz --profile nosync compile --time_budget ${G_BUDGET:-120} \
+    --out "$WORK/steps.jsonl" ${STEPS_SMOKE:-}
+sed -n '/^| variant/,$p' "$WORK/g_trainer_steps.log" >> "$SUMMARY"
 fi
 
 echo >> "$SUMMARY"

@@ -98,3 +98,19 @@ def test_gpu_session_script_is_valid_bash():
     result = subprocess.run(["bash", "-n", str(REPO_DIR / "benchmarks" / "gpu_session.sh")], capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_trainer_step_bench_runs_its_variants_on_cpu(tmp_path):
+    """The Trainer step-time harness (benchmarks/bench_trainer_steps.py) end to end on the tiny model: one JSON row
+    per variant with a positive step time, and the profiled variant carries its profile."""
+    out = tmp_path / "steps.jsonl"
+    result = run_script("benchmarks/bench_trainer_steps.py", "--model", REPO_DIR / "assets/tiny-bert", "--random_init",
+                        "--squad_file", REPO_DIR / "data/sample/squad_train.json", "--steps", 6, "--warm", 2,
+                        "--questions", 60, "--batch_size", 4, "--max_seq_length", 64, "--doc_stride", 16,
+                        "--variants", "baseline", "nosync", "grouped", "--profile", "grouped", "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["variant"] for r in rows] == ["baseline", "nosync", "grouped"]
+    assert all(r["ms_per_step"] > 0 and r["samples_per_s"] > 0 for r in rows)
+    assert rows[2]["profile_wall_ms_per_step"] > 0 and "profile_wall_ms_per_step" not in rows[0]
+    assert "| grouped |" in result.stdout

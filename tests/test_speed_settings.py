@@ -59,11 +59,26 @@ def test_compiled_sst2_run_compiles_the_training_step_once(tmp_path, capsys, mon
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("recipe", ["recipes/squad/minilm-l6.yaml", "recipes/sst2/minilm-l6.yaml"])
-def test_fast_recipes_switch_on_the_measured_speed_settings(recipe):
+@pytest.mark.parametrize("recipe", sorted(str(p.relative_to(REPO_DIR)) for p in REPO_DIR.glob("recipes/s*/*.yaml")
+                                           if "quickstart" not in p.name))
+def test_gpu_recipes_parse_and_switch_on_the_measured_speed_settings(recipe):
+    """Every GPU recipe parses with its script (bf16/tf32 off on this CPU) and carries the settings that cost nothing:
+    fused AdamW, no per-step loss sync, non-blocking copies from pinned memory, loader workers. torch.compile only
+    where it was measured to pay: BERT-base on 384-token SQuAD windows (1.58x), not MiniLM at batch 32 (its ~40 s
+    compilation was not won back in a 5,532-step run)."""
+    import importlib
+
     import yaml
 
+    from common import ModelArguments, parse_args
+
+    script = "run_glue_sst2" if recipe.startswith("recipes/sst2") else "run_squad"
+    module = importlib.import_module(script)
+    _, data_args, training_args = parse_args((ModelArguments, module.DataArguments, TrainingArguments),
+                                             [str(REPO_DIR / recipe), "--bf16", "false", "--tf32", "false"])
+    assert training_args.optim.value == "adamw_torch_fused"
+    assert training_args.logging_nan_inf_filter is False and training_args.accelerator_config.non_blocking is True
+    assert training_args.dataloader_pin_memory is True and training_args.dataloader_num_workers >= 4
     settings = yaml.safe_load((REPO_DIR / recipe).read_text())
-    assert settings["torch_compile"] is True and settings["optim"] == "adamw_torch_fused"
-    assert settings["logging_nan_inf_filter"] is False and settings["accelerator_config"] == {"non_blocking": True}
-    assert settings["train_sampling_strategy"] == "group_by_length" and settings["dataloader_pin_memory"] is True
+    assert settings.get("torch_compile", False) is ("bert-base" in recipe and script == "run_squad")
+    assert "train_sampling_strategy" not in settings  # grouping changes the batches: measured -0.6 F1 on SQuAD
