@@ -135,6 +135,7 @@ fi
 if want a; then
 # ---- a. environment + bf16 matmul peak
 echo "## a. bf16 matmul peak" >> "$SUMMARY"
+rm -f "$WORK/peak.jsonl"  # a second call on the same machine measures its own peak
 stage a_peak 60 $PY benchmarks/bench_train_throughput.py --peak_only --out "$WORK/peak.jsonl" \
     && sed 's/^/    /' "$WORK/peak.jsonl" >> "$SUMMARY"
 PEAK=$($PY -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())['environment']['bf16_matmul_peak_tflops'])" "$WORK/peak.jsonl" 2>/dev/null || echo "")
