@@ -10,9 +10,9 @@ Variants (each one: fresh MiniLM weights, batch 32, lr 1e-4, fused AdamW, bf16 +
     nosync           baseline + filter off, non-blocking copies from pinned memory, 4 loader workers
     dynamic          nosync, each batch padded to its longest window (multiple of 8) instead of 384
     grouped          dynamic + length-grouped batches (the Trainer's group_by_length)
-    compile          grouped + torch.compile (Inductor, one compilation for all shapes)
     cudagraphs       nosync (384) + torch.compile backend "cudagraphs": the eager kernels replayed as CUDA graphs,
                      no Inductor code generation
+    compile          grouped + torch.compile (Inductor, one compilation for all shapes)
     reduce-overhead  nosync (384) + torch.compile mode "reduce-overhead" (Inductor kernels + CUDA graphs)
 Reported per variant: seconds to the end of step --warm (first-call costs: compilation, graph recording, worker
 start), then steady ms/step and samples/s over the remaining steps, and compiled graphs. With --profile NAME ...,
@@ -48,8 +48,8 @@ VARIANTS = {  # name: (padded to 384?, TrainingArguments overrides)
     "nosync": (True, NOSYNC),
     "dynamic": (False, NOSYNC),
     "grouped": (False, {**NOSYNC, "train_sampling_strategy": "group_by_length"}),
-    "compile": (False, {**NOSYNC, "train_sampling_strategy": "group_by_length", "torch_compile": True}),
     "cudagraphs": (True, {**NOSYNC, "torch_compile": True, "torch_compile_backend": "cudagraphs"}),
+    "compile": (False, {**NOSYNC, "train_sampling_strategy": "group_by_length", "torch_compile": True}),
     "reduce-overhead": (True, {**NOSYNC, "torch_compile": True, "torch_compile_mode": "reduce-overhead"}),
 }
 

@@ -218,7 +218,7 @@ if want g; then
 # ---- g. Trainer step time per speed setting
 echo "## g. Trainer step time per speed setting (t=$(elapsed)s)" >> "$SUMMARY"
 stage g_trainer_steps ${G_CAP:-170} $PY benchmarks/bench_trainer_steps.py --model .gpu/minilm \
-    --squad_file .gpu/data/squad_train.json.gz --profile nosync compile --time_budget ${G_BUDGET:-120} \
+    --squad_file .gpu/data/squad_train.json.gz --profile nosync cudagraphs --time_budget ${G_BUDGET:-120} \
     --out "$WORK/steps.jsonl" ${STEPS_SMOKE:-}
 sed -n '/^| variant/,$p' "$WORK/g_trainer_steps.log" >> "$SUMMARY"
 fi
