@@ -199,6 +199,7 @@ def main(argv=None):
         train_dataset=features.get("train"),
         eval_dataset=features.get("validation"),
         processing_class=tokenizer,
+        dynamic_lengths=not data_args.pad_to_max_length,
         data_collator=(None if data_args.pad_to_max_length
                        else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple)),
         compute_metrics=compute_metrics,

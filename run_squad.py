@@ -200,6 +200,7 @@ def main(argv=None):
         train_dataset=features.get("train"),
         eval_dataset=features["validation"].remove_columns(MODEL_INPUT_EXCLUDED) if "validation" in features else None,
         processing_class=tokenizer,
+        dynamic_lengths=not data_args.pad_to_max_length,
         data_collator=(None if data_args.pad_to_max_length
                        else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple)),
         qa_splits=qa_splits,

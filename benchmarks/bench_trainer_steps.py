@@ -137,7 +137,6 @@ def windows(args, tokenizer, padded):
 def run_variant(name, args, tokenizer, features, profile):
     padded, overrides = VARIANTS[name]
     torch._dynamo.reset()
-    torch._dynamo.config.assume_static_by_default = True  # OrderedEvalTrainer changes it when compiling
     on_gpu = torch.cuda.is_available()
     profile_steps = 20 if profile else 0
     with tempfile.TemporaryDirectory() as output_dir:
@@ -157,7 +156,7 @@ def run_variant(name, args, tokenizer, features, profile):
         trainer = OrderedEvalTrainer(
             model=model, args=training_args, train_dataset=features[padded], processing_class=tokenizer,
             data_collator=None if padded else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple),
-            callbacks=[clock],
+            callbacks=[clock], dynamic_lengths=not padded,
         )
         trainer.train()
     times = clock.times
