@@ -328,7 +328,12 @@ def preprocessing_processes(requested, rows):
     """--preprocessing_num_workers for datasets.map: never more processes than CPU cores or rows (a recipe asks for
     16 and still runs on a laptop); 1 or fewer means the main process."""
     processes = min(requested or 1, os.cpu_count() or 1, rows)
-    return processes if processes > 1 else None
+    if processes <= 1:
+        return None
+    # One tokenizer thread per process: otherwise each of N processes starts a thread pool as large as the machine
+    # (N x cores threads). An explicit TOKENIZERS_PARALLELISM from the user wins.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return processes
 
 
 def check_max_seq_length(max_seq_length, tokenizer, config):

@@ -153,18 +153,32 @@ def truncate_questions(questions, tokenizer, max_query_length):
 
 def tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length):
     check_qa_tokenizer(tokenizer, max_seq_length, doc_stride, max_query_length)
-    questions = truncate_questions(examples["question"], tokenizer, max_query_length)
     question_first = tokenizer.padding_side == "right"  # with left padding the context comes first
-    return tokenizer(
-        questions if question_first else examples["context"],
-        examples["context"] if question_first else questions,
-        truncation="only_second" if question_first else "only_first",
-        max_length=max_seq_length,
-        stride=doc_stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-        padding="max_length" if pad_to_max_length else False,
-    ), (1 if question_first else 0)
+    question_id, context_id = (0, 1) if question_first else (1, 0)
+
+    def tokenize(questions):
+        return tokenizer(
+            questions if question_first else examples["context"],
+            examples["context"] if question_first else questions,
+            truncation="only_second" if question_first else "only_first",
+            max_length=max_seq_length,
+            stride=doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
+            padding="max_length" if pad_to_max_length else False,
+        )
+
+    # Questions longer than max_query_length are rare: tokenize as they are, and only when one turns out too long
+    # (or so long that the tokenizer refuses the stride) cut the questions and tokenize the batch again.
+    try:
+        tokenized = tokenize(examples["question"])
+        too_long = any(tokenized.sequence_ids(i).count(question_id) > max_query_length
+                       for i in range(len(tokenized["input_ids"])))
+    except Exception:  # the exact path below raises the real error if there is one
+        too_long = True
+    if too_long:
+        tokenized = tokenize(truncate_questions(examples["question"], tokenizer, max_query_length))
+    return tokenized, context_id
 
 
 def context_span(sequence_ids, context_id):

@@ -32,12 +32,17 @@ def test_grouped_sampler_uses_arrow_lengths_and_draws_the_trainers_batches(tmp_p
     assert our_order == list(Trainer._get_train_sampler(trainer, dataset))  # the row-by-row Python version
 
 
-def test_preprocessing_processes_never_exceed_cores_or_rows():
+def test_preprocessing_processes_never_exceed_cores_or_rows(monkeypatch):
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
     cores = os.cpu_count()
     assert preprocessing_processes(None, 1000) is None
     assert preprocessing_processes(1, 1000) is None
     assert preprocessing_processes(10_000, 1000) == (min(cores, 1000) if cores > 1 else None)
     assert preprocessing_processes(16, 1) is None
+    assert os.environ.get("TOKENIZERS_PARALLELISM") == ("false" if cores > 1 else None)  # one thread per process
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")
+    preprocessing_processes(10_000, 1000)
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "true"  # the user's choice stands
 
 
 @pytest.mark.parametrize("script,extra", [

@@ -84,9 +84,11 @@ def test_every_window_holding_the_answer_maps_back_to_the_gold_text(tokenizer, p
     assert len(evaluation) > 2 * len(FIXTURES)  # the long contexts were really split into windows
 
 
-def test_long_question_is_truncated_not_fatal(tokenizer):
-    record = example("q", "Marlow lies on the river Tess.", " ".join(["why"] * 300) + " which river?", "Tess")
-    _, train, evaluation = windows([record], tokenizer)
+@pytest.mark.parametrize("repeats", [300, 5])  # too long for the stride (the tokenizer refuses) / just too long
+def test_long_question_is_truncated_not_fatal(tokenizer, repeats):
+    short = example("s", "Marlow lies on the river Tess.", "Which river?", "Tess")
+    record = example("q", "Marlow lies on the river Tess.", " ".join(["why"] * repeats) + " which river?", "Tess")
+    _, train, evaluation = windows([short, record], tokenizer)
     for ids, offsets in zip(train["input_ids"], evaluation["offset_mapping"]):
         question_tokens = ids.index(tokenizer.sep_token_id) - 1
         assert question_tokens <= WINDOWS["max_query_length"]
