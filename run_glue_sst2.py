@@ -48,7 +48,9 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation rows."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Use only the first N test rows."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for tokenization (at most one per CPU core)."}
+    )
 
     def split_sources(self, training_args):
         """(split, file or None) for each split the run needs."""

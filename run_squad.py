@@ -64,7 +64,9 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training questions."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation questions."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Use only the first N test questions."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for tokenization (at most one per CPU core)."}
+    )
 
     def check(self):
         for name in ("n_best_size", "max_answer_length", "max_query_length", "doc_stride"):
