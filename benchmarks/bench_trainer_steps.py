@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_train_throughput import default_minilm, default_squad, record  # noqa: E402
-from common import OrderedEvalTrainer, TrainingArguments  # noqa: E402
+from common import OrderedEvalTrainer, TrainingArguments, preprocessing_processes  # noqa: E402
 from utils_qa import load_squad_file, prepare_train_features  # noqa: E402
 
 NOSYNC = {"logging_nan_inf_filter": False, "accelerator_config": {"non_blocking": True}, "dataloader_num_workers": 4,
@@ -131,7 +131,8 @@ def windows(args, tokenizer, padded):
     prepare = partial(prepare_train_features, tokenizer=tokenizer, max_seq_length=args.max_seq_length,
                       doc_stride=args.doc_stride, max_query_length=min(64, args.max_seq_length // 4),
                       pad_to_max_length=padded)
-    return examples.map(prepare, batched=True, remove_columns=examples.column_names, num_proc=os.cpu_count())
+    return examples.map(prepare, batched=True, remove_columns=examples.column_names,
+                        num_proc=preprocessing_processes(os.cpu_count(), len(examples)))  # as run_squad.py
 
 
 def run_variant(name, args, tokenizer, features, profile):
