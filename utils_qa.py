@@ -152,9 +152,24 @@ def truncate_questions(questions, tokenizer, max_query_length):
 
 
 def tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length):
+    """Every (question, context) pair as overlapping windows of at most max_seq_length tokens, doc_stride context
+    tokens shared between neighbours. Returns (columns, sample_of_window, context_start, context_offsets): the
+    tokenizer's columns (input_ids, token_type_ids, attention_mask) per window, the example each window comes from,
+    the position of the window's first context token and the character offsets of its context tokens."""
     check_qa_tokenizer(tokenizer, max_seq_length, doc_stride, max_query_length)
+    windows = windows_from_shared_contexts(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
+                                           pad_to_max_length)
+    if windows is None:
+        windows = windows_from_pairs(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
+                                     pad_to_max_length)
+    return windows
+
+
+def windows_from_pairs(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length):
+    """The windows as the tokenizer cuts them: every pair tokenized whole, the overflow as extra windows (any
+    tokenizer, either padding side; the reference for windows_from_shared_contexts)."""
     question_first = tokenizer.padding_side == "right"  # with left padding the context comes first
-    question_id, context_id = (0, 1) if question_first else (1, 0)
+    context_id = 1 if question_first else 0
 
     def tokenize(questions):
         return tokenizer(
@@ -172,61 +187,157 @@ def tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_
     # (or so long that the tokenizer refuses the stride) cut the questions and tokenize the batch again.
     try:
         tokenized = tokenize(examples["question"])
-        too_long = any(tokenized.sequence_ids(i).count(question_id) > max_query_length
+        too_long = any(tokenized.sequence_ids(i).count(1 - context_id) > max_query_length
                        for i in range(len(tokenized["input_ids"])))
     except Exception:  # the exact path below raises the real error if there is one
         too_long = True
     if too_long:
         tokenized = tokenize(truncate_questions(examples["question"], tokenizer, max_query_length))
-    return tokenized, context_id
+    sample_of_window = tokenized.pop("overflow_to_sample_mapping")
+    offset_mapping = tokenized.pop("offset_mapping")
+    context_start, context_offsets = [], []
+    for i, offsets in enumerate(offset_mapping):
+        sequence_ids = tokenized.sequence_ids(i)  # the context's tokens are contiguous
+        first = sequence_ids.index(context_id)
+        last = len(sequence_ids) - 1 - sequence_ids[::-1].index(context_id)
+        context_start.append(first)
+        context_offsets.append(offsets[first:last + 1])
+    return dict(tokenized), sample_of_window, context_start, context_offsets
 
 
-def context_span(sequence_ids, context_id):
-    """First and last token position of the context in one window (its tokens are contiguous)."""
-    first = sequence_ids.index(context_id)
-    return first, len(sequence_ids) - 1 - sequence_ids[::-1].index(context_id)
+def windows_from_shared_contexts(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
+                                 pad_to_max_length):
+    """The same windows as windows_from_pairs, 2-3x faster (BENCHMARKS.md): SQuAD asks ~4.7 questions about each
+    context, so every distinct context is tokenized once and the windows are cut from its tokens the way the
+    tokenizer's overflow cuts them. None (use windows_from_pairs) unless the question comes first and the tokenizer
+    joins a pair as head + question + between + context + tail (BERT: [CLS] q [SEP] c [SEP]); None as well for a
+    batch with a too-long question (the tokenizer's path cuts it) or padding without a pad token (its error)."""
+    if tokenizer.padding_side != "right" or tokenizer.truncation_side != "right" or not examples["question"]:
+        return None
+    if pad_to_max_length and tokenizer.pad_token_id is None:
+        return None
+    alone = {"add_special_tokens": False, "return_token_type_ids": False, "return_attention_mask": False,
+             "verbose": False}  # verbose: a context longer than the model is expected here, no warning
+    questions = tokenizer(examples["question"], **alone)["input_ids"]
+    if max(map(len, questions)) > max_query_length:
+        return None  # cut questions: the tokenizer's own path
+    context_index = {}
+    context_of_example = [context_index.setdefault(context, len(context_index)) for context in examples["context"]]
+    contexts = tokenizer(list(context_index), return_offsets_mapping=True, **alone)
+    template = pair_template(tokenizer, examples["question"][0], examples["context"][0], questions[0],
+                             contexts["input_ids"][0], contexts["offset_mapping"][0], max_seq_length)
+    if template is None:
+        return None
+    head, _, between, _, tail = template["input_ids"]
+    padding = {"input_ids": tokenizer.pad_token_id, "token_type_ids": tokenizer.pad_token_type_id,
+               "attention_mask": 0}
+    columns = {name: [] for name in template}
+    sample_of_window, context_start, context_offsets = [], [], []
+    for example, (question, context) in enumerate(zip(questions, context_of_example)):
+        context_ids, offsets = contexts["input_ids"][context], contexts["offset_mapping"][context]
+        room = max_seq_length - len(head) - len(question) - len(between) - len(tail)
+        for start in window_starts(len(context_ids), room, doc_stride):
+            stop = min(start + room, len(context_ids))
+            sample_of_window.append(example)
+            context_start.append(len(head) + len(question) + len(between))
+            context_offsets.append(offsets[start:stop])
+            for name, (head_values, question_fill, between_values, context_fill, tail_values) in template.items():
+                if name == "input_ids":
+                    window = head_values + question + between_values + context_ids[start:stop] + tail_values
+                else:  # token_type_ids, attention_mask: one value for each sequence's tokens
+                    window = (head_values + [question_fill] * len(question) + between_values
+                              + [context_fill] * (stop - start) + tail_values)
+                if pad_to_max_length:
+                    window += [padding[name]] * (max_seq_length - len(window))
+                columns[name].append(window)
+    return columns, sample_of_window, context_start, context_offsets
+
+
+def pair_template(tokenizer, question, context, question_ids, context_ids, context_offsets, max_seq_length):
+    """How the tokenizer joins a (question, context) pair, per column: (head, question_fill, between, context_fill,
+    tail), the special tokens' values before, between and after the two sequences and the one value each sequence's
+    tokens get (None for input_ids: the tokens themselves). None unless this pair's first window is exactly that,
+    with the tokens and character offsets the question and the context have alone."""
+    pair = tokenizer(question, context, truncation="only_second", max_length=max_seq_length,
+                     return_offsets_mapping=True)
+    sequence_ids = pair.sequence_ids()
+    if 0 not in sequence_ids or 1 not in sequence_ids:
+        return None
+    question_at, context_at = sequence_ids.index(0), sequence_ids.index(1)
+    question_end, context_end = question_at + len(question_ids), context_at + sequence_ids.count(1)
+    layout = ([None] * question_at + [0] * len(question_ids) + [None] * (context_at - question_end)
+              + [1] * (context_end - context_at) + [None] * (len(sequence_ids) - context_end))
+    if (sequence_ids != layout or pair["input_ids"][question_at:question_end] != question_ids
+            or pair["input_ids"][context_at:context_end] != context_ids[:context_end - context_at]
+            or pair["offset_mapping"][context_at:context_end] != context_offsets[:context_end - context_at]):
+        return None
+    template = {}
+    for name, values in pair.items():
+        if name == "offset_mapping":
+            continue
+        if name not in ("input_ids", "token_type_ids", "attention_mask"):
+            return None  # a column this function does not know how to fill or pad
+        question_values, context_values = set(values[question_at:question_end]), set(values[context_at:context_end])
+        if name == "input_ids":
+            fills = (None, None)
+        elif len(question_values) == 1 and len(context_values) == 1:
+            fills = (question_values.pop(), context_values.pop())
+        else:
+            return None
+        template[name] = (values[:question_at], fills[0], values[question_end:context_at], fills[1],
+                          values[context_end:])
+    return template
+
+
+def window_starts(context_tokens, room, doc_stride):
+    """First context token of each window, as the tokenizer's overflow cuts them: windows of `room` tokens, each
+    starting room - doc_stride tokens after the previous one, until a window reaches the end of the context."""
+    starts = [0]
+    while starts[-1] + room < context_tokens:
+        starts.append(starts[-1] + room - doc_stride)
+    return starts
 
 
 def prepare_train_features(examples, tokenizer, max_seq_length=384, doc_stride=128, max_query_length=64,
                            pad_to_max_length=True):
     """Batched `datasets.map` function: windows with start_positions/end_positions; a window that does not hold
     the whole (first) answer, or a question without answer, is labeled with the CLS position."""
-    tokenized, context_id = tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
-                                             pad_to_max_length)
-    sample_of_window = tokenized.pop("overflow_to_sample_mapping")
-    offset_mapping = tokenized.pop("offset_mapping")
-    tokenized["start_positions"], tokenized["end_positions"] = [], []
-    for i, offsets in enumerate(offset_mapping):
-        cls_index = tokenized["input_ids"][i].index(tokenizer.cls_token_id)
-        start, end = cls_index, cls_index
-        answers = examples["answers"][sample_of_window[i]]
-        if answers["answer_start"]:
+    windows = tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length)
+    return label_answers(examples, windows, tokenizer.cls_token_id)
+
+
+def label_answers(examples, windows, cls_token_id):
+    """The columns of tokenize_windows' windows plus start_positions/end_positions (see prepare_train_features)."""
+    columns, sample_of_window, context_start, context_offsets = windows
+    columns["start_positions"], columns["end_positions"] = [], []
+    for input_ids, example, first, offsets in zip(columns["input_ids"], sample_of_window, context_start,
+                                                  context_offsets):
+        start = end = input_ids.index(cls_token_id)
+        answers = examples["answers"][example]
+        if answers["answer_start"] and offsets:
             start_char = answers["answer_start"][0]
             end_char = start_char + len(answers["text"][0])
-            first, last = context_span(tokenized.sequence_ids(i), context_id)
-            if offsets[first][0] <= start_char and offsets[last][1] >= end_char:
+            if offsets[0][0] <= start_char and offsets[-1][1] >= end_char:
                 # Offsets grow along the context: the answer starts in the last token starting at or before
                 # start_char and ends in the first token ending at or after end_char (binary searches in C).
-                start = bisect.bisect_right(offsets, start_char, first, last + 1, key=itemgetter(0)) - 1
-                end = bisect.bisect_left(offsets, end_char, first, last + 1, key=itemgetter(1))
-        tokenized["start_positions"].append(start)
-        tokenized["end_positions"].append(end)
-    return tokenized
+                start = first + bisect.bisect_right(offsets, start_char, key=itemgetter(0)) - 1
+                end = first + bisect.bisect_left(offsets, end_char, key=itemgetter(1))
+        columns["start_positions"].append(start)
+        columns["end_positions"].append(end)
+    return columns
 
 
 def prepare_eval_features(examples, tokenizer, max_seq_length=384, doc_stride=128, max_query_length=64,
                           pad_to_max_length=True):
     """Batched `datasets.map` function: windows with example_id and offset_mapping (None outside the context),
     which post-processing needs and the model must not see."""
-    tokenized, context_id = tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
-                                             pad_to_max_length)
-    sample_of_window = tokenized.pop("overflow_to_sample_mapping")
-    tokenized["example_id"] = [examples["id"][s] for s in sample_of_window]
-    offset_mapping = tokenized["offset_mapping"]
-    for i, offsets in enumerate(offset_mapping):
-        first, last = context_span(tokenized.sequence_ids(i), context_id)
-        offset_mapping[i] = [None] * first + offsets[first:last + 1] + [None] * (len(offsets) - last - 1)
-    return tokenized
+    columns, sample_of_window, context_start, context_offsets = tokenize_windows(
+        examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length)
+    columns["example_id"] = [examples["id"][example] for example in sample_of_window]
+    columns["offset_mapping"] = [
+        [None] * first + offsets + [None] * (len(input_ids) - first - len(offsets))
+        for input_ids, first, offsets in zip(columns["input_ids"], context_start, context_offsets)]
+    return columns
 
 
 # ----------------------------------------------------------------------------------------------------------------

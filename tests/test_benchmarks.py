@@ -44,6 +44,14 @@ def test_throughput_bench_rejects_bad_config(tmp_path):
     assert "precision fp32|tf32|bf16" in result.stderr
 
 
+def test_preprocess_bench_checks_identical_features_with_workers():
+    result = run_script("benchmarks/bench_preprocess.py", "--squad_dir", SAMPLE_DIR, "--train_file",
+                        "squad_train.json", "--tokenizer_name", TINY, "--num_proc", "2", "--pad_to_max_length")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "identical features:" in result.stdout and "padded to 384" in result.stdout
+    assert "speed-up:" in result.stdout
+
+
 def test_training_curves_plot(tmp_path):
     state = {"global_step": 30, "epoch": 3.0, "log_history": [
         {"step": 10, "loss": 0.7}, {"step": 10, "eval_accuracy": 0.6, "eval_loss": 0.6},

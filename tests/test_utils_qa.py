@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 from common import InputError
 from utils_qa import (
     check_qa_tokenizer, load_squad_file, null_probability, postprocess_qa_predictions, prepare_eval_features,
-    prepare_train_features,
+    prepare_train_features, windows_from_pairs, windows_from_shared_contexts,
 )
 
 sys.path.insert(0, str(REPO_DIR / "benchmarks"))
@@ -102,6 +102,31 @@ def test_stride_too_large_and_slow_tokenizer_are_clear_errors(tokenizer):
         check_qa_tokenizer(types.SimpleNamespace(is_fast=False), 384, 128, 64)
     with pytest.raises(InputError, match="doc_stride"):
         windows(FIXTURES[:1], tokenizer, doc_stride=30)
+
+
+@pytest.mark.parametrize("pad_to_max_length", [False, True])
+def test_windows_cut_from_shared_contexts_equal_the_tokenizers_own(tokenizer, pad_to_max_length):
+    # Contexts from 1 to 80 tokens cross every window boundary (a window holds 48 - 3 - question tokens), questions
+    # of different lengths share each context, and the fixtures add unicode and long texts.
+    contexts = [" ".join(["the river"] * (n // 2) + ["town"] * (n % 2)) for n in range(1, 81)]
+    questions = ["Which river?", "Which town is on the river?", "Why?"]
+    records = FIXTURES + [example(f"{c}-{q}", context, question, context.split()[-1])
+                          for c, context in enumerate(contexts) for q, question in enumerate(questions)]
+    batch = {name: [record[name] for record in records] for name in records[0]}
+    args = (tokenizer, WINDOWS["max_seq_length"], WINDOWS["doc_stride"], 24, pad_to_max_length)  # no question cut
+    shared = windows_from_shared_contexts(batch, *args)
+    assert shared is not None
+    assert shared == windows_from_pairs(batch, *args)
+    assert len(shared[1]) > len(records) + 100  # many contexts needed several windows
+
+
+def test_windows_fall_back_to_the_tokenizer_when_they_cannot_be_cut_from_the_context(tokenizer):
+    args = (WINDOWS["max_seq_length"], WINDOWS["doc_stride"], WINDOWS["max_query_length"], False)
+    batch = {name: [record[name] for record in FIXTURES] for name in FIXTURES[0]}
+    left = AutoTokenizer.from_pretrained(REPO_DIR / "assets/tiny-bert", padding_side="left")  # context first
+    assert windows_from_shared_contexts(batch, left, *args) is None
+    long_question = dict(batch, question=batch["question"][:-1] + [" ".join(["why"] * 20) + "?"])
+    assert windows_from_shared_contexts(long_question, tokenizer, *args) is None  # cut by truncate_questions
 
 
 # ---- Post-processing
