@@ -22,8 +22,8 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from common import (
     REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, TrainingArguments, atomic_write_text,
-    check_max_seq_length, checkpoint_to_resume, load_model, load_tokenizer_and_config, parse_args,
-    preprocessing_processes, read_records, run_main, save_metrics, set_up_logging, train_and_save,
+    check_max_seq_length, checkpoint_to_resume, cycle_collection_paused, load_model, load_tokenizer_and_config,
+    parse_args, preprocessing_processes, read_records, run_main, save_metrics, set_up_logging, train_and_save,
 )
 
 logger = logging.getLogger(__name__)
@@ -150,9 +150,10 @@ def main(argv=None):
 
     # ---- Data: read and validate everything before any model is built or any file is written.
     splits = {}
-    for split, path in data_args.split_sources(training_args):
-        rows, source = load_rows(data_args, split, path)
-        splits[split] = build_dataset(rows, source, data_args, split)
+    with cycle_collection_paused():
+        for split, path in data_args.split_sources(training_args):
+            rows, source = load_rows(data_args, split, path)
+            splits[split] = build_dataset(rows, source, data_args, split)
     if not splits:
         raise InputError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
     limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,

@@ -27,8 +27,8 @@ from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding,
 
 from common import (
     REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, TrainingArguments, atomic_write_text,
-    check_max_seq_length, checkpoint_to_resume, load_model, load_tokenizer_and_config, parse_args,
-    preprocessing_processes, run_main, save_metrics, set_up_logging, train_and_save,
+    check_max_seq_length, checkpoint_to_resume, cycle_collection_paused, load_model, load_tokenizer_and_config,
+    parse_args, preprocessing_processes, run_main, save_metrics, set_up_logging, train_and_save,
 )
 from utils_qa import (
     check_qa_tokenizer, load_squad_file, null_probability, postprocess_qa_predictions, prepare_eval_features,
@@ -159,9 +159,10 @@ def main(argv=None):
     limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
               "test": data_args.max_predict_samples}
     examples = {}
-    for split in (s for s, needed in wanted.items() if needed):
-        records = load_split(data_args, split)
-        examples[split] = datasets.Dataset.from_list(records[:limits[split]])
+    with cycle_collection_paused():
+        for split in (s for s, needed in wanted.items() if needed):
+            records = load_split(data_args, split)
+            examples[split] = datasets.Dataset.from_list(records[:limits[split]])
     if not examples:
         raise InputError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
     resume_from = checkpoint_to_resume(training_args)

@@ -378,8 +378,9 @@ def test_unknown_recipe_key_and_broken_recipe(tmp_path, capsys, script):
     assert not (tmp_path / "out").exists()
 
 
-def test_unknown_flag(tmp_path, capsys, script):
+@pytest.mark.parametrize("flag", ["--lerning_rate", "--learning_rat"])  # a typo, a cut name (argparse's prefix match)
+def test_unknown_flag(tmp_path, capsys, script, flag):
     module, run = script
-    code, err = run_in_process([*run, "--output_dir", tmp_path / "out", "--lerning_rate", 3e-5], capsys, module)
-    one_line_error(code, err, "unknown command-line argument(s) --lerning_rate 3e-05")
+    code, err = run_in_process([*run, "--output_dir", tmp_path / "out", flag, 3e-5], capsys, module)
+    one_line_error(code, err, f"unknown command-line argument(s) {flag} 3e-05")
     assert not (tmp_path / "out").exists()

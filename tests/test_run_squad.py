@@ -1,4 +1,5 @@
 import csv
+import gc
 import json
 
 import pytest
@@ -84,6 +85,7 @@ def test_bad_input_is_one_line_before_anything_is_written(tmp_path, capsys, flag
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
     assert not output_dir.exists()
+    assert gc.isenabled()  # a bad file stops the loading while the cycle collector is paused: it must come back
 
 
 def test_dynamic_padding_and_length_grouping_keep_each_window_with_its_logits(quickstart_run, tmp_path, capsys):
