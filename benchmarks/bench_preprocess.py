@@ -77,4 +77,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_main(main)  # as run_squad.py: the objects of the imports kept out of the cycle collector's way
+    run_main(main)  # as run_squad.py runs
