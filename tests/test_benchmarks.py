@@ -3,6 +3,7 @@ scripts they belong to. GPU numbers come from benchmarks/gpu_session.sh, which t
 
 import gzip
 import json
+import re
 
 import pytest
 
@@ -48,8 +49,17 @@ def test_preprocess_bench_checks_identical_features_with_workers():
     result = run_script("benchmarks/bench_preprocess.py", "--squad_dir", SAMPLE_DIR, "--train_file",
                         "squad_train.json", "--tokenizer_name", TINY, "--num_proc", "2", "--pad_to_max_length")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "identical features:" in result.stdout and "padded to 384" in result.stdout
+    assert "identical features" in result.stdout and "padded to 384" in result.stdout
     assert "speed-up:" in result.stdout
+
+
+def test_overflow_coverage_finds_every_answer_inside_a_window_with_the_pinned_tokenizers():
+    result = run_script("benchmarks/overflow_coverage.py", "--squad_file", SAMPLE_DIR / "squad_train.json",
+                        "--tokenizer_name", TINY, "--max_seq_length", "32", "--doc_stride", "8")
+    assert result.returncode == 0, result.stderr[-2000:]
+    questions, windows, missed = (int(n) for n in
+                                  re.search(r"(\d+) questions, (\d+) windows, (\d+) questions", result.stdout).groups())
+    assert windows > 3 * questions and missed == 0  # contexts needed several windows; none lost its end (0.23.2: 167)
 
 
 def test_training_curves_plot(tmp_path):

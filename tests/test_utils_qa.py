@@ -9,12 +9,12 @@ import evaluate
 import numpy as np
 import pytest
 from conftest import REPO_DIR, SAMPLE_DIR
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, BatchEncoding
 
 from common import InputError
 from utils_qa import (
-    check_qa_tokenizer, load_squad_file, null_probability, postprocess_qa_predictions, prepare_eval_features,
-    prepare_train_features, windows_from_pairs, windows_from_shared_contexts,
+    check_qa_tokenizer, load_squad_file, null_probability, overflow_covers_long_contexts, postprocess_qa_predictions,
+    prepare_eval_features, prepare_train_features, windows_from_pairs, windows_from_shared_contexts,
 )
 
 sys.path.insert(0, str(REPO_DIR / "benchmarks"))
@@ -125,8 +125,53 @@ def test_windows_fall_back_to_the_tokenizer_when_they_cannot_be_cut_from_the_con
     batch = {name: [record[name] for record in FIXTURES] for name in FIXTURES[0]}
     left = AutoTokenizer.from_pretrained(REPO_DIR / "assets/tiny-bert", padding_side="left")  # context first
     assert windows_from_shared_contexts(batch, left, *args) is None
-    long_question = dict(batch, question=batch["question"][:-1] + [" ".join(["why"] * 20) + "?"])
-    assert windows_from_shared_contexts(long_question, tokenizer, *args) is None  # cut by truncate_questions
+    no_pad_token = AutoTokenizer.from_pretrained(REPO_DIR / "assets/tiny-bert")
+    no_pad_token.pad_token = None
+    assert windows_from_shared_contexts(batch, no_pad_token, *args[:-1], True) is None
+
+
+@pytest.mark.parametrize("pad_to_max_length", [False, True])
+def test_too_long_questions_are_cut_the_same_way_on_both_paths(tokenizer, pad_to_max_length):
+    questions = [" ".join(["why"] * n) + " which river?" for n in (1, 14, 15, 16, 40, 300)]  # around the 16 cut
+    records = [example(f"q{n}", FIXTURES[0]["context"], question, "Anna Berg") for n, question in enumerate(questions)]
+    batch = {name: [record[name] for record in records + FIXTURES] for name in records[0]}
+    args = (tokenizer, *WINDOWS.values(), pad_to_max_length)
+    shared = windows_from_shared_contexts(batch, *args)
+    assert shared is not None and shared == windows_from_pairs(batch, *args)
+    columns, _, context_start, _ = shared
+    assert max(context_start) == 1 + WINDOWS["max_query_length"] + 1  # [CLS] + the cut question + [SEP]
+
+
+class OverflowStopsEarly:
+    """A tokenizer whose overflowing windows stop after the second, as those of tokenizers 0.23.1-0.23.2 lose the
+    end of a long context (huggingface/tokenizers#2091); every other call is the real tokenizer's."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def __call__(self, *args, **kwargs):
+        encoded = self.tokenizer(*args, **kwargs)
+        if not kwargs.get("return_overflowing_tokens"):
+            return encoded
+        keep = [i for i, sample in enumerate(encoded["overflow_to_sample_mapping"])
+                if encoded["overflow_to_sample_mapping"][:i].count(sample) < 2]
+        return BatchEncoding({name: [values[i] for i in keep] for name, values in encoded.items()},
+                             encoding=[encoded.encodings[i] for i in keep])
+
+
+def test_a_tokenizer_whose_overflow_loses_the_end_of_long_contexts_is_a_clear_error(tokenizer):
+    assert overflow_covers_long_contexts(tokenizer, WINDOWS["max_seq_length"], WINDOWS["doc_stride"])
+    broken = OverflowStopsEarly(tokenizer)
+    assert not overflow_covers_long_contexts(broken, WINDOWS["max_seq_length"], WINDOWS["doc_stride"])
+    batch = {name: [record[name] for record in FIXTURES] for name in FIXTURES[0]}
+    args = (*WINDOWS.values(), False)
+    with pytest.raises(InputError, match=r"drops the end of long contexts.*tokenizers#2091.*tokenizers==0\.23\.3"):
+        windows_from_pairs(batch, broken, *args)
+    # Windows cut from the contexts need no overflow: the same windows as the real tokenizer's.
+    assert windows_from_shared_contexts(batch, broken, *args) == windows_from_pairs(batch, tokenizer, *args)
 
 
 # ---- Post-processing
