@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,33 @@ logger = logging.getLogger(__name__)
 REPO_DIR = Path(__file__).resolve().parent
 RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
 DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".txt")
+
+
+class PhaseClock:
+    """Wall-clock seconds of each phase of a run, the first counted from the process's start (Python start-up,
+    imports, argument parsing), for one log line at the end: where a whole run's time goes besides training."""
+
+    def __init__(self, from_process_start=True):
+        self.last, self.seconds = time.time() - (seconds_since_process_start() if from_process_start else 0), {}
+
+    def mark(self, phase):
+        now = time.time()
+        self.seconds[phase] = now - self.last
+        self.last = now
+
+    def __str__(self):
+        phases = ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in self.seconds.items())
+        return f"{phases}; total {sum(self.seconds.values()):.1f}"
+
+
+def seconds_since_process_start():
+    """From the kernel's process start time (Linux, 10 ms ticks); 0 where /proc does not tell."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+            return float(uptime.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 class InputError(Exception):

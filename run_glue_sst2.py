@@ -21,7 +21,7 @@ import numpy as np
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, set_seed
 
 from common import (
-    REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, TrainingArguments, atomic_write_text,
+    REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, PhaseClock, TrainingArguments, atomic_write_text,
     check_max_seq_length, checkpoint_to_resume, cycle_collection_paused, load_model, load_tokenizer_and_config,
     parse_args, preprocessing_processes, read_records, run_main, save_metrics, set_up_logging, train_and_save,
 )
@@ -147,6 +147,8 @@ def main(argv=None):
     model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
     set_up_logging(training_args)
     logger.info("Training arguments: %s", training_args)
+    clock = PhaseClock(from_process_start=argv is None)  # in-process callers (tests) count from here
+    clock.mark("start-up")
 
     # ---- Data: read and validate everything before any model is built or any file is written.
     splits = {}
@@ -162,6 +164,7 @@ def main(argv=None):
         if split in splits and limit is not None:
             splits[split] = splits[split].select(range(min(limit, len(splits[split]))))
     resume_from = checkpoint_to_resume(training_args)
+    clock.mark("data")
 
     # ---- Model: id2label names travel with the saved config, so pipeline() shows negative/positive. The problem
     # type is stated up front: the model would otherwise set it during its first forward, which makes
@@ -174,6 +177,7 @@ def main(argv=None):
     )
     check_max_seq_length(data_args.max_seq_length, tokenizer, config)
     model = load_model(model_args, AutoModelForSequenceClassification, config)
+    clock.mark("model")
 
     # ---- Preprocess
     def tokenize(batch):
@@ -188,6 +192,7 @@ def main(argv=None):
         }
     if "test" in features and UNLABELED in splits["test"]["label"]:  # GLUE's test split: no labels to feed the model
         features["test"] = features["test"].remove_columns("label")
+    clock.mark("tokenize")
 
     # ---- Train
     metric = evaluate.load(str(REPO_DIR / "metrics" / "accuracy_f1"))
@@ -210,6 +215,7 @@ def main(argv=None):
     all_metrics = {}
     if training_args.do_train:
         all_metrics.update(train_and_save(trainer, resume_from, train_samples=len(features["train"])))
+        clock.mark("train")
 
     # ---- Evaluate: one prediction pass gives the metrics and the failure report.
     if training_args.do_eval:
@@ -225,6 +231,7 @@ def main(argv=None):
             logger.info("%d misclassified validation sentences written to eval_failures.tsv", mistakes)
             save_metrics(training_args.output_dir, "eval", metrics)
         all_metrics.update(metrics)
+        clock.mark("evaluate")
 
     # ---- Predict
     if training_args.do_predict:
@@ -236,6 +243,7 @@ def main(argv=None):
             ]
             atomic_write_text(f"{training_args.output_dir}/predict_results.tsv", "\n".join(lines) + "\n")
             logger.info("Predictions for %d sentences written to predict_results.tsv", len(probabilities))
+        clock.mark("predict")
 
     # ---- Push: only once everything above is written, so a failed push leaves a complete output folder.
     if training_args.push_to_hub and trainer.is_world_process_zero():
@@ -243,6 +251,9 @@ def main(argv=None):
 
         push_output_dir(training_args, task="sst2", model_args=model_args, data_args=data_args, metrics=all_metrics,
                         argv=sys.argv)
+        clock.mark("push")
+    if trainer.is_world_process_zero():
+        print(f"Wall time, seconds per phase: {clock}")  # printed like the Trainer's metrics blocks
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import evaluate
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, set_seed
 
 from common import (
-    REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, TrainingArguments, atomic_write_text,
+    REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, PhaseClock, TrainingArguments, atomic_write_text,
     check_max_seq_length, checkpoint_to_resume, cycle_collection_paused, load_model, load_tokenizer_and_config,
     parse_args, preprocessing_processes, run_main, save_metrics, set_up_logging, train_and_save,
 )
@@ -153,6 +153,8 @@ def main(argv=None):
     set_up_logging(training_args)
     logger.info("Training arguments: %s", training_args)
     data_args.check()
+    clock = PhaseClock(from_process_start=argv is None)  # in-process callers (tests) count from here
+    clock.mark("start-up")
 
     # ---- Data: read and validate everything before any model is built or any file is written.
     wanted = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
@@ -166,6 +168,7 @@ def main(argv=None):
     if not examples:
         raise InputError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
     resume_from = checkpoint_to_resume(training_args)
+    clock.mark("data")
 
     # ---- Model
     set_seed(training_args.seed)
@@ -173,6 +176,7 @@ def main(argv=None):
     check_max_seq_length(data_args.max_seq_length, tokenizer, config)
     check_qa_tokenizer(tokenizer, data_args.max_seq_length, data_args.doc_stride, data_args.max_query_length)
     model = load_model(model_args, AutoModelForQuestionAnswering, config)
+    clock.mark("model")
 
     # ---- Preprocess: windows for training carry answer positions; for evaluation, ids and offsets.
     window_args = {"tokenizer": tokenizer, "max_seq_length": data_args.max_seq_length,
@@ -189,6 +193,7 @@ def main(argv=None):
                                                                            len(dataset)))
     for split in features:
         logger.info("%s: %d questions -> %d windows", split, len(examples[split]), len(features[split]))
+    clock.mark("windows")
 
     # ---- Train
     if training_args.eval_accumulation_steps is None:
@@ -212,6 +217,7 @@ def main(argv=None):
     all_metrics = {}
     if training_args.do_train:
         all_metrics.update(train_and_save(trainer, resume_from, train_samples=len(features["train"])))
+        clock.mark("train")
 
     # ---- Evaluate: metrics, eval_predictions.json and the failure report.
     if training_args.do_eval:
@@ -229,11 +235,13 @@ def main(argv=None):
             logger.info("%d questions with F1 = 0 written to eval_failures.tsv", failures)
             save_metrics(training_args.output_dir, "eval", metrics)
         all_metrics.update(metrics)
+        clock.mark("evaluate")
 
     # ---- Predict: predict_predictions.json ({id: answer}) and predict_nbest_predictions.json.
     if training_args.do_predict:
         trainer.predict(features["test"].remove_columns(MODEL_INPUT_EXCLUDED), metric_key_prefix="predict")
         logger.info("Answers to %d questions written to predict_predictions.json", len(examples["test"]))
+        clock.mark("predict")
 
     # ---- Push: only once everything above is written, so a failed push leaves a complete output folder.
     if training_args.push_to_hub and trainer.is_world_process_zero():
@@ -241,6 +249,9 @@ def main(argv=None):
 
         push_output_dir(training_args, task="squad_v2" if data_args.version_2_with_negative else "squad",
                         model_args=model_args, data_args=data_args, metrics=all_metrics, argv=sys.argv)
+        clock.mark("push")
+    if trainer.is_world_process_zero():
+        print(f"Wall time, seconds per phase: {clock}")  # printed like the Trainer's metrics blocks
 
 
 if __name__ == "__main__":

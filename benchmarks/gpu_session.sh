@@ -149,6 +149,7 @@ squad_ours() {
     local rc=$?
     metrics "$WORK/$1/all_results.json" "$1" eval_exact_match eval_f1 train_runtime \
         train_samples_per_second train_samples eval_samples
+    grep -a "^Wall time" "$WORK/$1.log" | sed 's/^/    /' >> "$SUMMARY"  # the script's own phase times
     return $rc
 }
 sst2_ours() {
@@ -158,6 +159,7 @@ sst2_ours() {
     local rc=$?
     metrics "$WORK/$1/all_results.json" "$1" eval_accuracy eval_f1 train_runtime train_samples_per_second \
         train_samples eval_samples
+    grep -a "^Wall time" "$WORK/$1.log" | sed 's/^/    /' >> "$SUMMARY"
     return $rc
 }
 

@@ -1,6 +1,7 @@
 import csv
 import gc
 import json
+import re
 
 import pytest
 from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_main_in_process, run_script
@@ -21,7 +22,21 @@ def quickstart_run(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("squad-quickstart")
     result = run_script("run_squad.py", QUICKSTART, "--output_dir", output_dir, *FAST)
     assert result.returncode == 0, result.stderr[-3000:]
+    (output_dir.parent / "stdout.txt").write_text(result.stdout)
     return output_dir
+
+
+def test_run_prints_where_its_wall_time_went(quickstart_run):
+    lines = [line for line in (quickstart_run.parent / "stdout.txt").read_text().splitlines()
+             if line.startswith("Wall time, seconds per phase:")]
+    assert len(lines) == 1
+    phases = re.findall(r"([a-z-]+) (\d+\.\d)", lines[0])
+    assert [name for name, _ in phases] == ["start-up", "data", "model", "windows", "train", "evaluate", "predict",
+                                            "total"]
+    seconds = {name: float(value) for name, value in phases}
+    assert abs(sum(seconds.values()) - 2 * seconds["total"]) <= 0.05 * len(phases)  # the phases add up (rounding)
+    assert seconds["start-up"] >= 0.5  # counted from the process's start: importing torch alone takes longer
+    assert seconds["train"] > 0
 
 
 def test_train_eval_predict_writes_results_predictions_and_failures(quickstart_run):
