@@ -117,6 +117,13 @@ class ModelArguments:
         default=False, metadata={"help": "Run code shipped with a Hub model. Off unless you trust the repository."}
     )
 
+    def __post_init__(self):
+        # An empty value on the command line unsets a recipe's: `--model_name_or_path ""` with --config_name trains
+        # a recipe from scratch.
+        for name in ("model_name_or_path", "config_name", "tokenizer_name", "cache_dir"):
+            if getattr(self, name) == "":
+                setattr(self, name, None)
+
 
 @dataclass
 class TrainingArguments(transformers.TrainingArguments):
@@ -131,6 +138,9 @@ class TrainingArguments(transformers.TrainingArguments):
             # process a world of its own (N separate trainings, all writing the same files); with it, they join
             # one gloo process group.
             self.use_cpu = True
+        if self.dataloader_num_workers == 0 and self.dataloader_persistent_workers:
+            # A recipe's persistent workers mean nothing without workers (torch would refuse the DataLoader)
+            self.dataloader_persistent_workers = False
         super().__post_init__()
         if launched_processes() > 1 and self.world_size != launched_processes():
             raise InputError(f"{launched_processes()} processes were launched but they did not join one process group "
@@ -163,7 +173,10 @@ def parse_args(dataclass_types, argv=None):
     recipe_args = []
     if argv and not argv[0].startswith("-"):
         recipe_args = recipe_to_flags(argv.pop(0), known_keys={a.dest for a in parser._actions})
-    parsed = parser.parse_args_into_dataclasses(args=recipe_args + argv, return_remaining_strings=True)
+    try:
+        parsed = parser.parse_args_into_dataclasses(args=recipe_args + argv, return_remaining_strings=True)
+    except ValueError as error:  # TrainingArguments' own checks, e.g. bf16 asked on a machine without support
+        raise InputError(f"the arguments do not fit together or this machine: {str(error).splitlines()[0]}") from None
     *arguments, unknown = parsed
     if unknown:
         raise InputError(f"unknown command-line argument(s) {' '.join(redact_secrets(unknown))}; "
@@ -361,10 +374,15 @@ def load_model(model_args, auto_class, config):
         logger.info("No --model_name_or_path: training a new model from the config %s", model_args.config_name)
         model = auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
     else:
-        model = auto_class.from_pretrained(
-            model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir,
-            revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code,
-        )
+        try:
+            model = auto_class.from_pretrained(
+                model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir,
+                revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code,
+            )
+        except OSError as error:  # a folder or Hub repository with a config but no weights
+            raise InputError(f"could not load the weights of {model_args.model_name_or_path!r}: "
+                             f"{str(error).splitlines()[0].rstrip('.')}; to train from scratch pass --model_name_or_path \"\" "
+                             "and --config_name") from None
     # The classification and QA heads return the mean loss of their batch and ignore `num_items_in_batch`. Their
     # forward() takes **kwargs, so the Trainer would otherwise assume they sum over items and multiply the loss by the
     # number of processes: with several processes the logged train/eval loss and the gradients came out N times too big.
@@ -440,7 +458,16 @@ class OrderedEvalTrainer(Trainer):
 
 def train_and_save(trainer, resume_from, train_samples):
     """Trains, saves the final model, tokenizer and trainer state, writes train_results.json; returns the metrics."""
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    except RuntimeError as error:
+        if resume_from is None or "Error(s) in loading state_dict" not in str(error):
+            raise
+        lines = [line.strip().rstrip(".") for line in str(error).splitlines()[1:] if line.strip()]
+        mismatch = lines[0] if lines else "other parameter shapes"
+        raise InputError(f"cannot resume from {resume_from}: its weights do not fit this run's model ({mismatch}); "
+                         "resume with the model, config and tokenizer it was trained with, or start afresh in "
+                         "another --output_dir") from None
     trainer.save_model(_internal_call=True)  # no Trainer push here: ours, at the end, carries our model card
     trainer.save_state()
     metrics = {**result.metrics, "train_samples": train_samples}
@@ -468,8 +495,15 @@ def atomic_write_text(path, text):
         raise
 
 
-def atomic_write_json(path, obj):
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+def atomic_write_json(path, obj, entry_per_line=False):
+    """entry_per_line: a large mapping (SQuAD's 10k predictions) as one compact line per key, still readable and
+    about twice as fast to write as indented JSON (which Python's C encoder does not do)."""
+    if entry_per_line and isinstance(obj, dict) and obj:
+        entries = ",\n".join(f"  {json.dumps(str(key), ensure_ascii=False)}: {json.dumps(value, ensure_ascii=False)}"
+                              for key, value in obj.items())
+        atomic_write_text(path, "{\n" + entries + "\n}\n")
+    else:
+        atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def save_metrics(output_dir, split, metrics):

@@ -549,10 +549,10 @@ def nbest_lists(contexts, example_of_feature, start_logits, end_logits, scores, 
 
 def write_predictions(output_dir, prefix, answers, nbest, null_odds):
     name = (lambda base: f"{prefix}_{base}") if prefix else (lambda base: base)
-    atomic_write_json(os.path.join(output_dir, name("predictions.json")), answers)
-    atomic_write_json(os.path.join(output_dir, name("nbest_predictions.json")), nbest)
+    atomic_write_json(os.path.join(output_dir, name("predictions.json")), answers, entry_per_line=True)
+    atomic_write_json(os.path.join(output_dir, name("nbest_predictions.json")), nbest, entry_per_line=True)
     if null_odds is not None:
-        atomic_write_json(os.path.join(output_dir, name("null_odds.json")), null_odds)
+        atomic_write_json(os.path.join(output_dir, name("null_odds.json")), null_odds, entry_per_line=True)
     logger.info("Predictions written to %s", output_dir)
 
 

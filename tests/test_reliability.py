@@ -152,6 +152,21 @@ def test_rerunning_a_finished_run_picks_its_last_checkpoint(uninterrupted_run):
     assert common.checkpoint_to_resume(training_args(uninterrupted_run)) == str(uninterrupted_run / "checkpoint-30")
 
 
+def test_resuming_another_models_checkpoint_is_one_error_line(uninterrupted_run, tmp_path, capsys):
+    config = json.loads((REPO_DIR / "assets/tiny-bert/config.json").read_text())
+    other = tmp_path / "other-config"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({**config, "hidden_size": 2 * config["hidden_size"]}))
+    output_dir = tmp_path / "resumed"
+    code, err = run_in_process([*RESUME_RUN, "--config_name", other, "--output_dir", output_dir,
+                                "--resume_from_checkpoint", uninterrupted_run / "checkpoint-8"], capsys)
+    last_line = err.strip().splitlines()[-1]  # (after the tokenization's progress bar)
+    one_line_error(code, last_line, f"cannot resume from {uninterrupted_run / 'checkpoint-8'}: its weights do not fit",
+                   "size mismatch for", "start afresh in another --output_dir")
+    assert "Traceback" not in err
+    assert not (output_dir / "model.safetensors").exists()
+
+
 # ---- Output folder policy
 
 
@@ -271,6 +286,17 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
     assert [p.name for p in tmp_path.iterdir()] == ["eval_results.json"]  # no temp file left behind
 
 
+def test_large_mappings_are_written_one_entry_a_line_and_read_back_the_same(tmp_path):
+    nbest = {"q1": [{"text": "Zürich \"old\" town", "probability": 0.1 + 0.2}], "q\n2": [], "q3": {"a": None}}
+    common.atomic_write_json(tmp_path / "nbest.json", nbest, entry_per_line=True)
+    text = (tmp_path / "nbest.json").read_text(encoding="utf-8")
+    assert json.loads(text) == nbest
+    assert text.splitlines()[1] == '  "q1": [{"text": "Zürich \\"old\\" town", "probability": 0.30000000000000004}],'
+    assert len(text.splitlines()) == 2 + len(nbest)
+    common.atomic_write_json(tmp_path / "empty.json", {}, entry_per_line=True)
+    assert json.loads((tmp_path / "empty.json").read_text()) == {}
+
+
 # ---- Tokens and remote code
 
 TOKEN = "hf_reliabilityTestToken0123456789abcdef"
@@ -384,3 +410,37 @@ def test_unknown_flag(tmp_path, capsys, script, flag):
     code, err = run_in_process([*run, "--output_dir", tmp_path / "out", flag, 3e-5], capsys, module)
     one_line_error(code, err, f"unknown command-line argument(s) {flag} 3e-05")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--load_best_model_at_end", "true", "--eval_strategy", "no", "--save_strategy", "steps"],
+     "load_best_model_at_end requires"),
+    (["--bf16", "true"] if not torch.cuda.is_available() else ["--bf16", "true", "--fp16", "true"], "bf16"),
+])
+def test_arguments_the_trainer_rejects_are_one_error_line(tmp_path, capsys, script, flags, message):
+    module, run = script
+    code, err = run_in_process([*run, "--output_dir", tmp_path / "out", *flags], capsys, module)
+    one_line_error(code, err, "the arguments do not fit together or this machine: ", message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_folder_without_weights_is_one_error_line(tmp_path, capsys, script):
+    module, run = script
+    flags = [*run[len(TINY_MODEL):], "--model_name_or_path", REPO_DIR / "assets/tiny-bert"]  # config + tokenizer only
+    code, err = run_in_process([*flags, "--output_dir", tmp_path / "out"], capsys, module)
+    one_line_error(code, err, "could not load the weights of", "tiny-bert", "--config_name")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_empty_flag_unsets_the_recipes_model_and_persistent_workers_need_workers(tmp_path, capsys, script):
+    """A recipe names a Hub model and asks for persistent loader workers; `--model_name_or_path ""` with
+    --config_name trains from scratch, and --dataloader_num_workers 0 turns the persistent workers off instead of
+    failing in torch's DataLoader."""
+    module, run = script
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model_name_or_path: nobody/unreachable-model\ndataloader_num_workers: 2\n"
+                      "dataloader_persistent_workers: true\n")
+    code, err = run_in_process([recipe, *run, "--model_name_or_path", "", "--dataloader_num_workers", 0,
+                                "--output_dir", tmp_path / "out"], capsys, module)
+    assert code == 0, err
+    assert (tmp_path / "out" / "model.safetensors").exists()
