@@ -142,9 +142,21 @@ class TrainingArguments(transformers.TrainingArguments):
             # A recipe's persistent workers mean nothing without workers (torch would refuse the DataLoader)
             self.dataloader_persistent_workers = False
         super().__post_init__()
+        self.check()
         if launched_processes() > 1 and self.world_size != launched_processes():
             raise InputError(f"{launched_processes()} processes were launched but they did not join one process group "
                              f"(world size {self.world_size}); check --ddp_backend and the launcher's settings")
+
+    def check(self):
+        """What the Trainer would otherwise fail on with a traceback deep in a run, or silently do nothing with."""
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name} must be at least 1 (got {getattr(self, name)})")
+        if self.do_train and self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise InputError(f"--num_train_epochs {self.num_train_epochs:g} trains nothing; give a positive "
+                             "--num_train_epochs or --max_steps")
+        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+            raise InputError(f"--output_dir {self.output_dir} is a file, not a folder; choose another --output_dir")
 
     def __getstate__(self):
         # The Trainer pickles these arguments into training_args.bin, which is pushed to the Hub: keep the token out.
@@ -181,6 +193,10 @@ def parse_args(dataclass_types, argv=None):
     if unknown:
         raise InputError(f"unknown command-line argument(s) {' '.join(redact_secrets(unknown))}; "
                          "see --help for the accepted flags")
+    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+        limits = [getattr(a, name) for a in arguments if getattr(a, name, None) is not None]
+        if limits and limits[0] < 1:
+            raise InputError(f"--{name} must be at least 1 (got {limits[0]}); leave it out to use every row")
     return tuple(arguments)
 
 
@@ -251,6 +267,9 @@ def split_suffix(path):
 def read_text(path, flag="a data file"):
     """The whole file as text (gzip handled). Missing files and bytes that are not UTF-8 are InputErrors."""
     if not os.path.isfile(path):
+        if not os.path.isabs(path) and (REPO_DIR / path).is_file():  # a recipe's path, run from another folder
+            raise InputError(f"{path}: file not found in {os.getcwd()}; the recipes' paths are relative to the "
+                             f"repository: run from {REPO_DIR} or give {flag} an absolute path")
         raise InputError(f"{path}: file not found; check the path given to {flag}")
     with open(path, "rb") as f:
         raw = f.read()

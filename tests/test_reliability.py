@@ -444,3 +444,33 @@ def test_an_empty_flag_unsets_the_recipes_model_and_persistent_workers_need_work
                                 "--output_dir", tmp_path / "out"], capsys, module)
     assert code == 0, err
     assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--per_device_train_batch_size", 0], "--per_device_train_batch_size must be at least 1 (got 0)"),
+    (["--per_device_eval_batch_size", 0], "--per_device_eval_batch_size must be at least 1 (got 0)"),
+    (["--gradient_accumulation_steps", 0], "--gradient_accumulation_steps must be at least 1 (got 0)"),
+    (["--max_steps", -1, "--num_train_epochs", 0], "--num_train_epochs 0 trains nothing"),
+    (["--max_train_samples", 0], "--max_train_samples must be at least 1 (got 0)"),
+    (["--max_eval_samples", 0], "--max_eval_samples must be at least 1 (got 0)"),
+])
+def test_sizes_that_would_fail_deep_in_a_run_or_train_nothing(tmp_path, capsys, script, flags, message):
+    module, run = script
+    code, err = run_in_process([*run, "--output_dir", tmp_path / "out", *flags], capsys, module)
+    one_line_error(code, err, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_dir_that_is_a_file(tmp_path, capsys, script):
+    module, run = script
+    (tmp_path / "results").write_text("mine")
+    code, err = run_in_process([*run, "--output_dir", tmp_path / "results"], capsys, module)
+    one_line_error(code, err, f"--output_dir {tmp_path / 'results'} is a file, not a folder")
+    assert (tmp_path / "results").read_text() == "mine"
+
+
+def test_a_recipes_relative_path_run_from_another_folder_says_where_to_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_in_process([REPO_DIR / "recipes/sst2/quickstart.yaml", "--output_dir", tmp_path / "out"], capsys)
+    one_line_error(code, err, f"data/sample/sst2_train.tsv: file not found in {tmp_path}",
+                   f"run from {REPO_DIR} or give --train_file an absolute path")
