@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import pyarrow.compute
 import torch
@@ -131,8 +132,13 @@ class TrainingArguments(transformers.TrainingArguments):
         default=False,
         metadata={"help": "Allow a new run in a non-empty --output_dir (files already there are kept, never deleted)."},
     )
+    # What --load_best_model_at_end compares when no --metric_for_best_model is named: the Trainer's choice, the
+    # loss, which QA evaluation does not compute, so run_squad.py names another.
+    default_best_metric: ClassVar[str] = "loss"
 
     def __post_init__(self):
+        if self.load_best_model_at_end and self.metric_for_best_model is None:
+            self.metric_for_best_model = self.default_best_metric
         if launched_processes() > 1 and not self.use_cpu and not accelerator_available():
             # torchrun / accelerate launch on a machine without a GPU: without use_cpu, accelerate would give every
             # process a world of its own (N separate trainings, all writing the same files); with it, they join
@@ -157,6 +163,14 @@ class TrainingArguments(transformers.TrainingArguments):
                              "--num_train_epochs or --max_steps")
         if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
             raise InputError(f"--output_dir {self.output_dir} is a file, not a folder; choose another --output_dir")
+
+    def check_best_metric(self, evaluation_metrics):
+        """--metric_for_best_model must be one of the evaluation's metrics: the Trainer finds out at the first
+        evaluation during training, after training up to it."""
+        best = (self.metric_for_best_model or "").removeprefix("eval_")
+        if best and best not in evaluation_metrics and self.do_train and self.eval_strategy != "no":
+            raise InputError(f"--metric_for_best_model {best} is not a metric of this run's evaluation; choose one "
+                             f"of {', '.join(evaluation_metrics)}")
 
     def __getstate__(self):
         # The Trainer pickles these arguments into training_args.bin, which is pushed to the Hub: keep the token out.
@@ -400,8 +414,8 @@ def load_model(model_args, auto_class, config):
             )
         except OSError as error:  # a folder or Hub repository with a config but no weights
             raise InputError(f"could not load the weights of {model_args.model_name_or_path!r}: "
-                             f"{str(error).splitlines()[0].rstrip('.')}; to train from scratch pass --model_name_or_path \"\" "
-                             "and --config_name") from None
+                             f"{str(error).splitlines()[0].rstrip('.')}; to train from scratch pass "
+                             "--model_name_or_path \"\" and --config_name") from None
     # The classification and QA heads return the mean loss of their batch and ignore `num_items_in_batch`. Their
     # forward() takes **kwargs, so the Trainer would otherwise assume they sum over items and multiply the loss by the
     # number of processes: with several processes the logged train/eval loss and the gradients came out N times too big.

@@ -147,6 +147,7 @@ def main(argv=None):
     model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
     set_up_logging(training_args)
     logger.info("Training arguments: %s", training_args)
+    training_args.check_best_metric(("loss", "accuracy", "f1"))  # eval_* keys of the loss and metrics/accuracy_f1
     clock = PhaseClock(from_process_start=argv is None)  # in-process callers (tests) count from here
     clock.mark("start-up")
 

@@ -20,6 +20,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from functools import partial
+from typing import ClassVar
 
 import datasets
 import evaluate
@@ -38,6 +39,13 @@ from utils_qa import (
 logger = logging.getLogger(__name__)
 SPLITS = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
 MODEL_INPUT_EXCLUDED = ["example_id", "offset_mapping"]  # post-processing needs them, the model must not see them
+METRICS = ("exact_match", "f1")  # eval_* keys of metrics/squad; metrics/squad_v2's:
+METRICS_V2 = ("exact", "f1", "best_exact", "best_f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")
+
+
+@dataclass
+class SquadTrainingArguments(TrainingArguments):
+    default_best_metric: ClassVar[str] = "f1"  # for --load_best_model_at_end: QA evaluation computes no loss
 
 
 @dataclass
@@ -149,10 +157,11 @@ class QuestionAnsweringTrainer(OrderedEvalTrainer):
 
 
 def main(argv=None):
-    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
+    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, SquadTrainingArguments), argv)
     set_up_logging(training_args)
     logger.info("Training arguments: %s", training_args)
     data_args.check()
+    training_args.check_best_metric(METRICS_V2 if data_args.version_2_with_negative else METRICS)
     clock = PhaseClock(from_process_start=argv is None)  # in-process callers (tests) count from here
     clock.mark("start-up")
 

@@ -474,3 +474,33 @@ def test_a_recipes_relative_path_run_from_another_folder_says_where_to_run(tmp_p
     code, err = run_in_process([REPO_DIR / "recipes/sst2/quickstart.yaml", "--output_dir", tmp_path / "out"], capsys)
     one_line_error(code, err, f"data/sample/sst2_train.tsv: file not found in {tmp_path}",
                    f"run from {REPO_DIR} or give --train_file an absolute path")
+
+
+@pytest.mark.parametrize("metric, available", [("accuracy", "exact_match, f1"), ("eval_exact", "exact_match, f1")])
+def test_a_best_model_metric_the_evaluation_lacks_stops_before_training(tmp_path, capsys, metric, available):
+    import run_squad
+
+    _, run = scripts()["run_squad"]
+    code, err = run_in_process([*run, "--output_dir", tmp_path / "out", "--eval_strategy", "steps", "--save_strategy",
+                                "steps", "--load_best_model_at_end", "true", "--metric_for_best_model", metric],
+                               capsys, run_squad)
+    one_line_error(code, err, f"--metric_for_best_model {metric.removeprefix('eval_')} is not a metric of this run's "
+                   f"evaluation; choose one of {available}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_squad_keeps_the_best_checkpoint_by_f1_when_no_metric_is_named(tmp_path, capsys):
+    """The Trainer's default, the evaluation loss, does not exist for QA: it failed after the first evaluation."""
+    import run_squad
+
+    _, run = scripts()["run_squad"]
+    output_dir = tmp_path / "out"
+    code, err = run_in_process([*run, "--max_steps", 3, "--validation_file", SAMPLE_DIR / "squad_dev.json", "--do_eval",
+                                "--eval_strategy", "steps", "--eval_steps", 1, "--save_strategy", "steps",
+                                "--save_steps", 1, "--load_best_model_at_end", "true", "--output_dir", output_dir],
+                               capsys, run_squad)
+    assert code == 0, err[-3000:]
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    f1_by_step = {entry["step"]: entry["eval_f1"] for entry in state["log_history"] if "eval_f1" in entry}
+    assert len(f1_by_step) == 3 and state["best_metric"] == max(f1_by_step.values())
+    assert state["best_model_checkpoint"].endswith(f"checkpoint-{max(f1_by_step, key=f1_by_step.get)}")
