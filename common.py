@@ -68,6 +68,10 @@ def run_main(main):
         logger.debug("input error", exc_info=True)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except ImportError as error:  # an optional package a flag needs (--optim adamw_bnb_8bit, --use_liger_kernel, ...)
+        logger.debug("missing package", exc_info=True)
+        print(f"error: a package this run needs is missing: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
     leave_process_group()
 
 
@@ -161,6 +165,11 @@ class TrainingArguments(transformers.TrainingArguments):
         if self.do_train and self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise InputError(f"--num_train_epochs {self.num_train_epochs:g} trains nothing; give a positive "
                              "--num_train_epochs or --max_steps")
+        installed = transformers.integrations.get_available_reporting_integrations()
+        missing = [name for name in self.report_to if name not in ("all", "none") and name not in installed]
+        if missing:  # the Trainer would stop with a traceback once the data is tokenized
+            raise InputError(f"--report_to {' '.join(missing)}: not installed here; pip install {' '.join(missing)} "
+                             "or pass --report_to none")
         if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
             raise InputError(f"--output_dir {self.output_dir} is a file, not a folder; choose another --output_dir")
 

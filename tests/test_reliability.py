@@ -1,6 +1,7 @@
 """Reliability of run_glue_sst2.py (and run_squad.py where the behaviour is shared): resume after kill -9, the
 output-folder policy, atomic result files, tokens kept out of logs and files, argument-level bad input."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -504,3 +505,23 @@ def test_squad_keeps_the_best_checkpoint_by_f1_when_no_metric_is_named(tmp_path,
     f1_by_step = {entry["step"]: entry["eval_f1"] for entry in state["log_history"] if "eval_f1" in entry}
     assert len(f1_by_step) == 3 and state["best_metric"] == max(f1_by_step.values())
     assert state["best_model_checkpoint"].endswith(f"checkpoint-{max(f1_by_step, key=f1_by_step.get)}")
+
+
+def test_a_reporting_integration_that_is_not_installed_stops_before_the_data(tmp_path, capsys, monkeypatch, script):
+    import transformers
+
+    monkeypatch.setattr(transformers.integrations, "get_available_reporting_integrations", lambda: ["tensorboard"])
+    module, run = script
+    code, err = run_in_process([*run, "--output_dir", tmp_path / "out", "--report_to", "wandb"], capsys, module)
+    one_line_error(code, err, "--report_to wandb: not installed here; pip install wandb or pass --report_to none")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None, reason="needs bitsandbytes absent")
+def test_an_optimizer_whose_package_is_missing_is_one_error_line(tmp_path, capsys, script):
+    module, run = script
+    code, err = run_in_process([*run, "--output_dir", tmp_path / "out", "--optim", "adamw_bnb_8bit"], capsys, module)
+    last_line = err.strip().splitlines()[-1]  # (after the tokenization's progress bar)
+    one_line_error(code, last_line, "a package this run needs is missing: ", "bitsandbytes")
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
