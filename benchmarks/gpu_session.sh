@@ -10,8 +10,8 @@
 # 5,532; 211 s in session 2), e > 170 s (cut at step 5,383 of 6,315), f ~35 s per padding (it failed its check:
 # tokenizers 0.23.2, see .gpu/whl), g 79 s for 3 variants; b ~150 s (session 2). h and i are not measured yet.
 # Two calls on the same warm machine (it is released after 30 s idle: send the second at once), carry .gpu:
-#   STAGES="a h d" DEADLINE=450 bash benchmarks/gpu_session.sh        (timeout_s 470)
-#   STAGES="a t i f" DEADLINE=<budget_left_s - 40> bash benchmarks/gpu_session.sh
+#   STAGES="a h d f" DEADLINE=450 bash benchmarks/gpu_session.sh      (timeout_s 470; f gets what h and d leave)
+#   STAGES="a t i" DEADLINE=<budget_left_s - 40> bash benchmarks/gpu_session.sh
 # Stages run in the order of this file (c h t d e i f b g), whatever the order in STAGES.
 #
 # Stages, each under its own `timeout` (no stage can eat the rest) and each appending its result the moment it ends
