@@ -11,7 +11,9 @@
 # tokenizers 0.23.2, see .gpu/whl), g 79 s for 3 variants; b ~150 s (session 2). h and i are not measured yet.
 # Two calls on the same warm machine (it is released after 30 s idle: send the second at once), carry .gpu:
 #   STAGES="a h d f" DEADLINE=450 bash benchmarks/gpu_session.sh      (timeout_s 470; f gets what h and d leave)
-#   STAGES="a t i" DEADLINE=<budget_left_s - 40> bash benchmarks/gpu_session.sh
+#   STAGES="a t i b" B_CONFIGS="..." DEADLINE=<budget_left_s - 40> bash benchmarks/gpu_session.sh
+#   (B_CONFIGS, the exact command: benchmarks/README.md "Next session": the throughput rows issue 5 asks for that
+#   session 2 did not reach; b gets what t and i leave and keeps each finished row in throughput.jsonl)
 # Stages run in the order of this file (c h t d e i f b g), whatever the order in STAGES.
 #
 # Stages, each under its own `timeout` (no stage can eat the rest) and each appending its result the moment it ends
@@ -130,13 +132,13 @@ echo >> "$SUMMARY"
 if [ "$SMOKE" = 1 ]; then  # CPU: tiny everything, same code paths
     DEVICE_FLAGS="--bf16 false --tf32 false"
     BASELINE_PRECISION=""
-    THROUGHPUT_ARGS="--configs tiny:fp32:max:8 tiny:fp32:dynamic:8 tiny:fp32:grouped:8 minilm:fp32:grouped:8 --steps 2 --warmup 1 --questions 300 --time_budget 60"
+    THROUGHPUT_ARGS="--configs ${B_CONFIGS:-tiny:fp32:max:8 tiny:fp32:dynamic:8 tiny:fp32:grouped:8 minilm:fp32:grouped:8} --steps 2 --warmup 1 --questions 300 --time_budget 60"
     SQUAD_SMOKE="--max_train_samples 48 --max_eval_samples 24 --max_seq_length 128 --doc_stride 32 --num_train_epochs 1 --preprocessing_num_workers 2 --dataloader_num_workers 1 --per_device_eval_batch_size 16 --logging_steps 1"
     BASELINE_SMOKE="--max_seq_length 128 --doc_stride 32 --num_train_epochs 1"
     SST2_SMOKE="--max_train_samples 64 --max_eval_samples 32 --num_train_epochs 1 --dataloader_num_workers 1 --logging_steps 1"
     STEPS_SMOKE="--steps 6 --warm 2 --questions 100 --batch_size 4"
 else
-    DEVICE_FLAGS="" BASELINE_PRECISION="--bf16" THROUGHPUT_ARGS="--time_budget ${B_BUDGET:-125}"
+    DEVICE_FLAGS="" BASELINE_PRECISION="--bf16" THROUGHPUT_ARGS="${B_CONFIGS:+--configs $B_CONFIGS} --time_budget ${B_BUDGET:-125}"
     SQUAD_SMOKE="" BASELINE_SMOKE="" SST2_SMOKE=""
 fi
 
