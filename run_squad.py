@@ -39,8 +39,8 @@ from utils_qa import (
 logger = logging.getLogger(__name__)
 SPLITS = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
 MODEL_INPUT_EXCLUDED = ["example_id", "offset_mapping"]  # post-processing needs them, the model must not see them
-METRICS = ("exact_match", "f1")  # eval_* keys of metrics/squad; metrics/squad_v2's:
-METRICS_V2 = ("exact", "f1", "best_exact", "best_f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")
+METRICS = ("exact_match", "f1")  # what metrics/squad returns (eval_exact_match, eval_f1 in the logs)
+METRICS_V2 = ("exact", "f1", "best_exact", "best_f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")  # v2's
 
 
 @dataclass
