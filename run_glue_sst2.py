@@ -84,7 +84,8 @@ def find_text_column(rows, source, text_column):
         if name in columns:
             return name
     raise InputError(f"{source}: no 'sentence' or 'text' column (columns: {', '.join(columns)}); "
-                     "name the text column with --text_column")
+                     "name the text column with --text_column, or add a header line (the first line names the "
+                     "columns, e.g. sentence<TAB>label)")
 
 
 def parse_label(value, source, where):
