@@ -24,7 +24,7 @@
 #      our speed settings): wall time from start to metrics, EM/F1
 #   h  the same + the training step replayed as CUDA graphs (torch.compile backend "cudagraphs", windows padded
 #      to 384 so one graph serves every full batch; 2.3x faster steps in stage g)
-#   t  a tuning attempt (issue 5 asks for F1 > 83.5): h + 3 epochs + 10% linear warm-up
+#   t  a tuning attempt (issue 5 asks for F1 > 83.5): h + 3 epochs + 10% linear warm-up, evaluated every epoch
 #   d  the same with transformers' run_qa.py (.gpu/baseline) and the anchor's exact command: wall time, EM/F1
 #   e  SST-2 MiniLM with run_glue_sst2.py + recipes/sst2/minilm-l6.yaml: wall time, accuracy
 #   i  the same + CUDA graphs (sentences padded to 128)
@@ -34,7 +34,7 @@
 #      G_VARIANTS / G_PROFILE choose the variants
 # Files in $OUT (8 at most come back per call; each stage adds at most 2): summary.md, results.jsonl, session.log,
 # throughput.{jsonl,png} (b), squad_trainer_state.json + squad_training.png (c), squad_cudagraphs_trainer_state.json
-# (h), sst2_training.png (e), sst2_cudagraphs_training.png (i).
+# (h), squad_tuned_trainer_state.json (t), sst2_training.png (e), sst2_cudagraphs_training.png (i).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_session_out}
@@ -194,7 +194,9 @@ if want t; then
 # ---- t. SQuAD, a tuning attempt for issue 5's "above F1 83.5": + CUDA graphs, 3 epochs, 10% warm-up
 echo "## t. SQuAD v1.1 MiniLM, recipe + CUDA graphs, 3 epochs, warmup 0.1 (t=$(elapsed)s)" >> "$SUMMARY"
 squad_ours t_squad_tuned ${T_CAP:-240} --torch_compile true --torch_compile_backend cudagraphs \
-    --pad_to_max_length true --num_train_epochs 3 --warmup_steps 0.1
+    --pad_to_max_length true --num_train_epochs 3 --warmup_steps 0.1 --eval_strategy epoch  # EM/F1 per epoch too
+cp "$WORK/t_squad_tuned/trainer_state.json" "$OUT/squad_tuned_trainer_state.json" 2>/dev/null \
+    && $PY -c "import json, sys; print('    per epoch (EM / F1): ' + '; '.join(f\"{e['epoch']:g}: {e['eval_exact_match']:.2f} / {e['eval_f1']:.2f}\" for e in json.load(open(sys.argv[1]))['log_history'] if 'eval_f1' in e))" "$OUT/squad_tuned_trainer_state.json" >> "$SUMMARY" 2>> "$LOG"
 fi
 
 if want d; then
