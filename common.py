@@ -136,12 +136,15 @@ class TrainingArguments(transformers.TrainingArguments):
         default=False,
         metadata={"help": "Allow a new run in a non-empty --output_dir (files already there are kept, never deleted)."},
     )
-    # What --load_best_model_at_end compares when no --metric_for_best_model is named: the Trainer's choice, the
-    # loss, which QA evaluation does not compute, so run_squad.py names another.
+    # What --load_best_model_at_end, --save_strategy best and the plateau scheduler compare when no
+    # --metric_for_best_model is named: the Trainer's choice, the loss, which QA evaluation does not compute, so
+    # run_squad.py names another.
     default_best_metric: ClassVar[str] = "loss"
 
     def __post_init__(self):
-        if self.load_best_model_at_end and self.metric_for_best_model is None:
+        compares_evaluations = (self.load_best_model_at_end or enum_value(self.save_strategy) == "best"
+                                or enum_value(self.lr_scheduler_type) == "reduce_lr_on_plateau")
+        if compares_evaluations and self.metric_for_best_model is None:
             self.metric_for_best_model = self.default_best_metric
         if launched_processes() > 1 and not self.use_cpu and not accelerator_available():
             # torchrun / accelerate launch on a machine without a GPU: without use_cpu, accelerate would give every
@@ -152,6 +155,10 @@ class TrainingArguments(transformers.TrainingArguments):
             # A recipe's persistent workers mean nothing without workers (torch would refuse the DataLoader)
             self.dataloader_persistent_workers = False
         super().__post_init__()
+        if enum_value(self.lr_scheduler_type) == "reduce_lr_on_plateau" and self.greater_is_better:
+            # torch's ReduceLROnPlateau waits for its metric to fall; for accuracy or F1 it must wait for a rise
+            # (the Trainer passes no mode: it would lower the rate while the metric improves)
+            self.lr_scheduler_kwargs = {"mode": "max", **(self.lr_scheduler_kwargs or {})}
         self.check()
         if launched_processes() > 1 and self.world_size != launched_processes():
             raise InputError(f"{launched_processes()} processes were launched but they did not join one process group "
@@ -186,6 +193,11 @@ class TrainingArguments(transformers.TrainingArguments):
         state = dict(self.__dict__)
         state["hub_token"] = None
         return state
+
+
+def enum_value(value):
+    """'best' for both SaveStrategy.BEST and 'best' (before the Trainer's __post_init__ converts the strings)."""
+    return getattr(value, "value", value)
 
 
 def launched_processes():

@@ -525,3 +525,28 @@ def test_an_optimizer_whose_package_is_missing_is_one_error_line(tmp_path, capsy
     one_line_error(code, last_line, "a package this run needs is missing: ", "bitsandbytes")
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("flags, metric, scheduler_kwargs", [
+    (["--lr_scheduler_type", "reduce_lr_on_plateau"], "loss", {}),
+    (["--lr_scheduler_type", "reduce_lr_on_plateau", "--metric_for_best_model", "accuracy"], "accuracy",
+     {"mode": "max"}),
+    (["--lr_scheduler_type", "reduce_lr_on_plateau", "--metric_for_best_model", "accuracy",
+      "--lr_scheduler_kwargs", '{"mode": "min", "patience": 2}'], "accuracy", {"mode": "min", "patience": 2}),
+    (["--save_strategy", "best"], "loss", {}),
+])
+def test_evaluation_comparing_settings_get_a_metric_and_a_plateau_that_waits_for_it_to_rise(flags, metric,
+                                                                                            scheduler_kwargs):
+    """torch's ReduceLROnPlateau lowers the rate when its metric stops falling: for accuracy or F1 it must wait for a
+    rise. The plateau scheduler and --save_strategy best compare evaluations by a metric, as --load_best_model_at_end
+    does, and get the script's default when none is named (the Trainer refuses --save_strategy best without one)."""
+    import run_squad
+
+    argv = ["--output_dir", "/tmp/unused", "--do_train", "--eval_strategy", "epoch", *flags]
+    args = common.parse_args((common.TrainingArguments,), argv)[0]
+    assert args.metric_for_best_model == metric and (args.lr_scheduler_kwargs or {}) == scheduler_kwargs
+    if metric == "loss":  # the same run of run_squad.py compares F1, which rises
+        squad_args = common.parse_args((run_squad.SquadTrainingArguments,), argv)[0]
+        assert squad_args.metric_for_best_model == "f1" and squad_args.greater_is_better
+        if "reduce_lr_on_plateau" in flags:
+            assert squad_args.lr_scheduler_kwargs == {"mode": "max"}
