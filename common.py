@@ -142,8 +142,9 @@ class TrainingArguments(transformers.TrainingArguments):
     default_best_metric: ClassVar[str] = "loss"
 
     def __post_init__(self):
-        compares_evaluations = (self.load_best_model_at_end or enum_value(self.save_strategy) == "best"
-                                or enum_value(self.lr_scheduler_type) == "reduce_lr_on_plateau")
+        # (the Trainer's strategy enums are str subclasses: SaveStrategy.BEST == "best")
+        compares_evaluations = (self.load_best_model_at_end or self.save_strategy == "best"
+                                or self.lr_scheduler_type == "reduce_lr_on_plateau")
         if compares_evaluations and self.metric_for_best_model is None:
             self.metric_for_best_model = self.default_best_metric
         if launched_processes() > 1 and not self.use_cpu and not accelerator_available():
@@ -155,7 +156,7 @@ class TrainingArguments(transformers.TrainingArguments):
             # A recipe's persistent workers mean nothing without workers (torch would refuse the DataLoader)
             self.dataloader_persistent_workers = False
         super().__post_init__()
-        if enum_value(self.lr_scheduler_type) == "reduce_lr_on_plateau" and self.greater_is_better:
+        if self.lr_scheduler_type == "reduce_lr_on_plateau" and self.greater_is_better:
             # torch's ReduceLROnPlateau waits for its metric to fall; for accuracy or F1 it must wait for a rise
             # (the Trainer passes no mode: it would lower the rate while the metric improves)
             self.lr_scheduler_kwargs = {"mode": "max", **(self.lr_scheduler_kwargs or {})}
@@ -193,11 +194,6 @@ class TrainingArguments(transformers.TrainingArguments):
         state = dict(self.__dict__)
         state["hub_token"] = None
         return state
-
-
-def enum_value(value):
-    """'best' for both SaveStrategy.BEST and 'best' (before the Trainer's __post_init__ converts the strings)."""
-    return getattr(value, "value", value)
 
 
 def launched_processes():
