@@ -440,6 +440,19 @@ def load_model(model_args, auto_class, config):
     return model
 
 
+def check_training_packages(training_args, model):
+    """The packages --optim and --use_liger_kernel need, checked before the data is tokenized: the Trainer would find
+    out after, in its constructor or at the first step."""
+    if training_args.use_liger_kernel and not transformers.utils.is_liger_kernel_available():
+        raise InputError("--use_liger_kernel needs the liger-kernel package: pip install liger-kernel, or drop the "
+                         "flag")
+    try:
+        Trainer.get_optimizer_cls_and_kwargs(training_args, model)
+    except ImportError as error:
+        raise InputError(f"--optim {training_args.optim.value} needs a package that is not installed: "
+                         f"{str(error).strip().splitlines()[0]}") from None
+
+
 def preprocessing_processes(requested, rows):
     """--preprocessing_num_workers for datasets.map: never more processes than CPU cores or rows (a recipe asks for
     16 and still runs on a laptop); 1 or fewer means the main process."""
@@ -469,6 +482,12 @@ class OrderedEvalTrainer(Trainer):
         self.replays_cuda_graphs = self.args.torch_compile and (
             self.args.torch_compile_backend == "cudagraphs"
             or self.args.torch_compile_mode in ("reduce-overhead", "max-autotune"))
+        # The "cudagraphs" backend records a graph for the shapes it was compiled with and fails when a size changes
+        # (at the short last batch of an epoch: "size of tensor a (32) must match ... b (12)"). Compile each shape
+        # on its own instead: three or four graphs with padding to max_length (full batch, last batch, evaluation).
+        self.static_shapes = self.args.torch_compile and self.args.torch_compile_backend == "cudagraphs"
+        if self.static_shapes:
+            torch._dynamo.config.automatic_dynamic_shapes = False
 
     def training_step(self, *args, **kwargs):
         if self.replays_cuda_graphs:
@@ -477,9 +496,18 @@ class OrderedEvalTrainer(Trainer):
             torch.compiler.cudagraph_mark_step_begin()
         return super().training_step(*args, **kwargs)
 
+    def prediction_step(self, *args, **kwargs):
+        if not self.replays_cuda_graphs:
+            return super().prediction_step(*args, **kwargs)
+        torch.compiler.cudagraph_mark_step_begin()
+        outputs = super().prediction_step(*args, **kwargs)
+        # The next batch's replay writes into the same memory, while the Trainer keeps every batch's logits until
+        # the end: keep copies.
+        return torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, outputs)
+
     def _prepare_inputs(self, inputs):
         inputs = super()._prepare_inputs(inputs)
-        if self.args.torch_compile:
+        if self.args.torch_compile and not self.static_shapes:
             # The batch size changes at the end of an epoch, and the length of every batch with dynamic padding: say
             # so up front, or torch.compile compiles a second time (as long as the first) when the change comes.
             # A length that never changes stays static, which makes faster kernels.

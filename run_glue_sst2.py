@@ -22,8 +22,9 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from common import (
     REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, PhaseClock, TrainingArguments, atomic_write_text,
-    check_max_seq_length, checkpoint_to_resume, cycle_collection_paused, load_model, load_tokenizer_and_config,
-    parse_args, preprocessing_processes, read_records, run_main, save_metrics, set_up_logging, train_and_save,
+    check_max_seq_length, check_training_packages, checkpoint_to_resume, cycle_collection_paused, load_model,
+    load_tokenizer_and_config, parse_args, preprocessing_processes, read_records, run_main, save_metrics,
+    set_up_logging, train_and_save,
 )
 
 logger = logging.getLogger(__name__)
@@ -179,6 +180,8 @@ def main(argv=None):
     )
     check_max_seq_length(data_args.max_seq_length, tokenizer, config)
     model = load_model(model_args, AutoModelForSequenceClassification, config)
+    if training_args.do_train:
+        check_training_packages(training_args, model)
     clock.mark("model")
 
     # ---- Preprocess

@@ -28,8 +28,9 @@ from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding,
 
 from common import (
     REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, PhaseClock, TrainingArguments, atomic_write_text,
-    check_max_seq_length, checkpoint_to_resume, cycle_collection_paused, load_model, load_tokenizer_and_config,
-    parse_args, preprocessing_processes, run_main, save_metrics, set_up_logging, train_and_save,
+    check_max_seq_length, check_training_packages, checkpoint_to_resume, cycle_collection_paused, load_model,
+    load_tokenizer_and_config, parse_args, preprocessing_processes, run_main, save_metrics, set_up_logging,
+    train_and_save,
 )
 from utils_qa import (
     check_qa_tokenizer, load_squad_file, null_probability, postprocess_qa_predictions, prepare_eval_features,
@@ -185,6 +186,8 @@ def main(argv=None):
     check_max_seq_length(data_args.max_seq_length, tokenizer, config)
     check_qa_tokenizer(tokenizer, data_args.max_seq_length, data_args.doc_stride, data_args.max_query_length)
     model = load_model(model_args, AutoModelForQuestionAnswering, config)
+    if training_args.do_train:
+        check_training_packages(training_args, model)
     clock.mark("model")
 
     # ---- Preprocess: windows for training carry answer positions; for evaluation, ids and offsets.

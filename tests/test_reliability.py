@@ -518,13 +518,22 @@ def test_a_reporting_integration_that_is_not_installed_stops_before_the_data(tmp
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is not None, reason="needs bitsandbytes absent")
-def test_an_optimizer_whose_package_is_missing_is_one_error_line(tmp_path, capsys, script):
+def test_an_optimizer_whose_package_is_missing_stops_before_the_data_is_tokenized(tmp_path, capsys, script):
     module, run = script
     code, err = run_in_process([*run, "--output_dir", tmp_path / "out", "--optim", "adamw_bnb_8bit"], capsys, module)
-    last_line = err.strip().splitlines()[-1]  # (after the tokenization's progress bar)
-    one_line_error(code, last_line, "a package this run needs is missing: ", "bitsandbytes")
-    assert "Traceback" not in err
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    one_line_error(code, err, "--optim adamw_bnb_8bit needs a package that is not installed: ", "bitsandbytes")
+    assert not (tmp_path / "out").exists()
+
+
+def test_liger_kernels_without_their_package_stop_before_the_data_is_tokenized(tmp_path, capsys, script,
+                                                                               monkeypatch):
+    import transformers
+
+    monkeypatch.setattr(transformers.utils, "is_liger_kernel_available", lambda: False)
+    module, run = script
+    code, err = run_in_process([*run, "--output_dir", tmp_path / "out", "--use_liger_kernel", "true"], capsys, module)
+    one_line_error(code, err, "--use_liger_kernel needs the liger-kernel package: pip install liger-kernel")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("flags, metric, scheduler_kwargs", [
