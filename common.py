@@ -484,7 +484,8 @@ class OrderedEvalTrainer(Trainer):
             or self.args.torch_compile_mode in ("reduce-overhead", "max-autotune"))
         # The "cudagraphs" backend records a graph for the shapes it was compiled with and fails when a size changes
         # (at the short last batch of an epoch: "size of tensor a (32) must match ... b (12)"). Compile each shape
-        # on its own instead: three or four graphs with padding to max_length (full batch, last batch, evaluation).
+        # on its own instead: with padding to max_length, one graph for full batches and one for the last (and, in an
+        # evaluation-only run, which compiles the evaluation model, one per evaluation batch size).
         self.static_shapes = self.args.torch_compile and self.args.torch_compile_backend == "cudagraphs"
         if self.static_shapes:
             torch._dynamo.config.automatic_dynamic_shapes = False
