@@ -23,7 +23,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 from common import (
     REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, PhaseClock, TrainingArguments, atomic_write_text,
     check_max_seq_length, check_training_packages, checkpoint_to_resume, cycle_collection_paused, load_model,
-    load_tokenizer_and_config, parse_args, preprocessing_processes, read_records, run_main, save_metrics,
+    load_tokenizer_and_config, map_in_processes, parse_args, read_records, run_main, save_metrics,
     set_up_logging, train_and_save,
 )
 
@@ -191,8 +191,8 @@ def main(argv=None):
 
     with training_args.main_process_first(desc="tokenization"):
         features = {
-            split: dataset.map(tokenize, batched=True, remove_columns=["sentence"], desc=f"Tokenizing {split}",
-                               num_proc=preprocessing_processes(data_args.preprocessing_num_workers, len(dataset)))
+            split: map_in_processes(dataset, tokenize, data_args.preprocessing_num_workers,
+                                    remove_columns=["sentence"], desc=f"Tokenizing {split}")
             for split, dataset in splits.items()
         }
     if "test" in features and UNLABELED in splits["test"]["label"]:  # GLUE's test split: no labels to feed the model

@@ -29,7 +29,7 @@ from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding,
 from common import (
     REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, PhaseClock, TrainingArguments, atomic_write_text,
     check_max_seq_length, check_training_packages, checkpoint_to_resume, cycle_collection_paused, load_model,
-    load_tokenizer_and_config, parse_args, preprocessing_processes, run_main, save_metrics, set_up_logging,
+    load_tokenizer_and_config, map_in_processes, parse_args, run_main, save_metrics, set_up_logging,
     train_and_save,
 )
 from utils_qa import (
@@ -198,11 +198,9 @@ def main(argv=None):
     with training_args.main_process_first(desc="tokenization"):
         for split, dataset in examples.items():
             prepare = prepare_train_features if split == "train" else prepare_eval_features
-            features[split] = dataset.map(partial(prepare, **window_args), batched=True,
-                                          remove_columns=dataset.column_names,
-                                          desc=f"Windows for {split}",
-                                          num_proc=preprocessing_processes(data_args.preprocessing_num_workers,
-                                                                           len(dataset)))
+            features[split] = map_in_processes(dataset, partial(prepare, **window_args),
+                                               data_args.preprocessing_num_workers,
+                                               remove_columns=dataset.column_names, desc=f"Windows for {split}")
     for split in features:
         logger.info("%s: %d questions -> %d windows", split, len(examples[split]), len(features[split]))
     clock.mark("windows")

@@ -22,7 +22,7 @@ from transformers import AutoTokenizer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_postprocess import minilm_tokenizer_dir  # noqa: E402
-from common import cycle_collection_paused, preprocessing_processes, run_main  # noqa: E402
+from common import cycle_collection_paused, map_in_processes, preprocessing_processes, run_main  # noqa: E402
 from utils_qa import (  # noqa: E402
     check_qa_tokenizer, label_answers, load_squad_file, prepare_train_features, windows_from_pairs,
 )
@@ -34,6 +34,13 @@ def tokenizer_cut_train_features(examples, tokenizer, max_seq_length, doc_stride
     check_qa_tokenizer(tokenizer, max_seq_length, doc_stride, max_query_length)
     windows = windows_from_pairs(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length)
     return label_answers(examples, windows, tokenizer.cls_token_id)
+
+
+def in_memory_map(examples, function, requested_processes, **map_args):
+    """datasets.map straight on the in-memory dataset, as run_squad.py did before map_in_processes: each worker is
+    sent its shard pickled with the whole table."""
+    return examples.map(function, batched=True, num_proc=preprocessing_processes(requested_processes, len(examples)),
+                        **map_args)
 
 
 def main():
@@ -57,22 +64,28 @@ def main():
     load_time = time.perf_counter() - start
     window_args = {"tokenizer": tokenizer, "max_seq_length": 384, "doc_stride": 128,
                    "pad_to_max_length": args.pad_to_max_length}
-    num_proc = preprocessing_processes(args.num_proc, len(examples))  # as run_squad.py
+    num_proc = preprocessing_processes(args.num_proc, len(examples))
+    variants = {"tokenizer-cut": (tokenizer_cut_train_features, map_in_processes),  # as run_squad.py maps
+                "ours": (prepare_train_features, map_in_processes)}
+    if num_proc:
+        variants["ours, in-memory shards"] = (prepare_train_features, in_memory_map)
     times, features = {}, {}
     for _ in range(args.repeats):
-        for name, prepare in (("tokenizer-cut", tokenizer_cut_train_features), ("ours", prepare_train_features)):
+        for name, (prepare, map_function) in variants.items():
             start = time.perf_counter()
-            features[name] = examples.map(partial(prepare, **window_args), batched=True,
-                                          remove_columns=examples.column_names, num_proc=num_proc)
+            features[name] = map_function(examples, partial(prepare, **window_args), args.num_proc,
+                                          remove_columns=examples.column_names)
             times[name] = min(times.get(name, float("inf")), time.perf_counter() - start)
-    reference, ours = (features[name].with_format("arrow")[:] for name in ("tokenizer-cut", "ours"))
     print(f"{len(examples)} questions loaded and validated in {load_time:.1f} s")
     padding = "padded to 384" if args.pad_to_max_length else "unpadded"
-    print(f"{len(ours)} windows ({padding}), num_proc={args.num_proc} ({os.cpu_count()} CPUs), fastest of {args.repeats}")
+    print(f"{len(features['ours'])} windows ({padding}), num_proc={num_proc or 1} ({os.cpu_count()} CPUs), "
+          f"fastest of {args.repeats}")
     for name in times:  # before the check below, so a failing check still shows the times
-        print(f"{name + ':':15s}{times[name]:6.2f} s, {len(features[name]) / times[name]:,.0f} features/s")
-    print(f"speed-up:      {times['tokenizer-cut'] / times['ours']:.2f}x")
-    assert reference.equals(ours), f"different features: {len(reference)} windows cut by the tokenizer, {len(ours)} ours"
+        print(f"{name + ':':24s}{times[name]:6.2f} s, {len(features[name]) / times[name]:,.0f} features/s")
+    print(f"speed-up:{'':15s}{times['tokenizer-cut'] / times['ours']:.2f}x")
+    ours = features["ours"].with_format("arrow")[:]
+    for name in variants:
+        assert features[name].with_format("arrow")[:].equals(ours), f"{name}: features differ from ours"
     print("identical features")
 
 

@@ -178,7 +178,7 @@ for padding in --pad_to_max_length ""; do  # padded as the MiniLM recipes (CUDA 
     stage f_preprocess${padding:+_padded} 60 $PY benchmarks/bench_preprocess.py $padding \
         ${PREPROCESS_ARGS:---squad_dir .gpu/data --train_file squad_train.json.gz --tokenizer_name .gpu/minilm}
     tr '\r' '\n' < "$WORK/f_preprocess${padding:+_padded}.log" | grep -v '^[[:space:]]*$' | grep -v '%|' \
-        | tail -n 6 | sed 's/^/    /' >> "$SUMMARY"
+        | tail -n 7 | sed 's/^/    /' >> "$SUMMARY"
 done
 fi
 

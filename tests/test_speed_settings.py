@@ -45,6 +45,42 @@ def test_preprocessing_processes_never_exceed_cores_or_rows(monkeypatch):
     assert os.environ["TOKENIZERS_PARALLELISM"] == "true"  # the user's choice stands
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="worker processes need two cores")
+def test_map_in_processes_sends_workers_file_backed_shards_and_keeps_the_results_in_memory(monkeypatch):
+    """datasets pickles each worker's shard; a shard of an in-memory table pickled the whole table (SQuAD train: 79 MB
+    for each of 16 workers). The workers must get shards that pickle small, and the results must be those of one
+    process, in memory (no stale cache files to load on a later run)."""
+    import pickle
+
+    from common import map_in_processes
+
+    rows = [{"text": f"{i} " + "context words " * (i % 200), "label": i % 2} for i in range(400)]
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["a", "b"])})
+    dataset = datasets.Dataset.from_list(rows, features=features).shuffle(seed=0)  # rows in another order
+    table_bytes = dataset.data.nbytes
+
+    def count_words(batch):
+        return {"words": [len(text.split()) for text in batch["text"]]}
+
+    mapped_inputs = []
+    original_map = datasets.Dataset.map
+
+    def recording_map(self, *args, **kwargs):
+        mapped_inputs.append(self)
+        return original_map(self, *args, **kwargs)
+
+    monkeypatch.setattr(datasets.Dataset, "map", recording_map)
+    result = map_in_processes(dataset, count_words, 2, remove_columns=["text"])
+    assert result.cache_files == [] and result.features["label"] == features["label"]
+    assert result.to_list() == original_map(dataset, count_words, batched=True, remove_columns=["text"]).to_list()
+    shard = mapped_inputs[0].shard(2, 1, contiguous=True)  # what datasets sends the second worker
+    assert len(pickle.dumps(shard)) < table_bytes / 20
+
+    mapped_inputs.clear()
+    map_in_processes(dataset, count_words, 1, remove_columns=["text"])  # one process: the dataset as it is
+    assert mapped_inputs == [dataset]
+
+
 @pytest.mark.parametrize("script,extra", [
     ("run_glue_sst2", []),  # dynamic padding: every batch has its own length
     ("run_squad", ["--pad_to_max_length", "true", "--do_predict", "false"]),  # every window padded to one length
