@@ -16,7 +16,8 @@
 # Stages, each under its own `timeout` (no stage can eat the rest) and each appending its result the moment it ends
 # (a cut-off session keeps what finished):
 #   a  environment + bf16 matmul peak (8192^3)
-#   f  preprocessing throughput (benchmarks/bench_preprocess.py), padded to 384 (the MiniLM recipes), then unpadded
+#   f  preprocessing throughput (benchmarks/bench_preprocess.py), padded to 384 (the MiniLM recipes), then unpadded,
+#      then ours alone with 8 and 4 worker processes
 #   c  SQuAD v1.1 MiniLM end to end with run_squad.py + recipes/squad/minilm-l6.yaml (anchor hyper-parameters,
 #      our speed settings, CUDA graphs): wall time from start to metrics, EM/F1
 #   t  tuning runs (issue 5 asks for F1 > 83.5): the recipe + each ';'-separated flag set of T_VARIANTS (default
@@ -112,7 +113,8 @@ $PY benchmarks/flatten_squad.py .gpu/data/squad_dev.json.gz "$WORK/data/dev.json
 {
     echo "## environment (t=$(elapsed)s)"
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
-    echo "cpus: $(nproc)"
+    echo "cpus: $(nproc) (CPU quota: $(cat /sys/fs/cgroup/cpu.max 2>/dev/null \
+        || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || echo unknown))"
     $PY - <<'EOF'
 import importlib, sys
 versions = ["python " + sys.version.split()[0]]
@@ -179,6 +181,12 @@ for padding in --pad_to_max_length ""; do  # padded as the MiniLM recipes (CUDA 
         ${PREPROCESS_ARGS:---squad_dir .gpu/data --train_file squad_train.json.gz --tokenizer_name .gpu/minilm}
     tr '\r' '\n' < "$WORK/f_preprocess${padding:+_padded}.log" | grep -v '^[[:space:]]*$' | grep -v '%|' \
         | tail -n 7 | sed 's/^/    /' >> "$SUMMARY"
+done
+for processes in 8 4; do  # fewer workers: does the machine give 16 processes 16 cores' worth?
+    stage f_preprocess_${processes}p 30 $PY benchmarks/bench_preprocess.py --pad_to_max_length --ours_only \
+        --num_proc $processes \
+        ${PREPROCESS_ARGS:---squad_dir .gpu/data --train_file squad_train.json.gz --tokenizer_name .gpu/minilm}
+    grep -a -e "windows (" -e "^ours:" "$WORK/f_preprocess_${processes}p.log" | sed 's/^/    /' >> "$SUMMARY"
 done
 fi
 
