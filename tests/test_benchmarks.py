@@ -51,6 +51,10 @@ def test_preprocess_bench_checks_identical_features_with_workers():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "identical features" in result.stdout and "padded to 384" in result.stdout
     assert "speed-up:" in result.stdout and "ours, in-memory shards:" in result.stdout  # the three ways agree
+    result = run_script("benchmarks/bench_preprocess.py", "--squad_dir", SAMPLE_DIR, "--train_file",
+                        "squad_train.json", "--tokenizer_name", TINY, "--num_proc", "2", "--ours_only")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "\nours:" in result.stdout and "tokenizer-cut" not in result.stdout  # only ours, timed
 
 
 def test_overflow_coverage_finds_every_answer_inside_a_window_with_the_pinned_tokenizers():
