@@ -509,6 +509,9 @@ class OrderedEvalTrainer(Trainer):
         self.static_shapes = self.args.torch_compile and self.args.torch_compile_backend == "cudagraphs"
         if self.static_shapes:
             torch._dynamo.config.automatic_dynamic_shapes = False
+            if dynamic_lengths:
+                logger.warning("CUDA graphs with batches padded to their longest row record a graph for every length "
+                               "(and fall back to eager steps after 8): pass --pad_to_max_length true")
 
     def training_step(self, *args, **kwargs):
         if self.replays_cuda_graphs:

@@ -45,6 +45,18 @@ def test_preprocessing_processes_never_exceed_cores_or_rows(monkeypatch):
     assert os.environ["TOKENIZERS_PARALLELISM"] == "true"  # the user's choice stands
 
 
+@pytest.mark.parametrize("dynamic_lengths", [True, False])
+def test_cuda_graphs_with_dynamic_padding_warn_to_pad_to_max_length(dynamic_lengths, tmp_path, caplog,
+                                                                    dynamo_config_restored):
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, torch_compile=True,
+                             torch_compile_backend="cudagraphs")
+    model = AutoModelForQuestionAnswering.from_config(AutoConfig.from_pretrained(REPO_DIR / "assets/tiny-bert"))
+    with caplog.at_level("WARNING", logger="common"):
+        OrderedEvalTrainer(model=model, args=args, dynamic_lengths=dynamic_lengths)
+    assert ("pass --pad_to_max_length true" in caplog.text) is dynamic_lengths
+    assert torch._dynamo.config.automatic_dynamic_shapes is False  # one graph per shape, never a symbolic size
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="worker processes need two cores")
 def test_map_in_processes_sends_workers_file_backed_shards_and_keeps_the_results_in_memory(monkeypatch):
     """datasets pickles each worker's shard; a shard of an in-memory table pickled the whole table (SQuAD train: 79 MB
