@@ -19,6 +19,7 @@ from typing import ClassVar
 import datasets
 import pyarrow
 import pyarrow.compute
+import safetensors
 import torch
 import transformers
 import yaml
@@ -442,9 +443,10 @@ def load_model(model_args, auto_class, config):
     return model
 
 
-def check_training_packages(training_args, model):
-    """The packages --optim and --use_liger_kernel need, checked before the data is tokenized: the Trainer would find
-    out after, in its constructor or at the first step."""
+def check_training_setup(training_args, model, resume_from):
+    """What the Trainer would find out only after the data is tokenized: the packages --optim and --use_liger_kernel
+    need, and whether the checkpoint to resume from fits this run's model (one of another config has other weight
+    shapes: compared in its safetensors headers, without loading the weights)."""
     if training_args.use_liger_kernel and not transformers.utils.is_liger_kernel_available():
         raise InputError("--use_liger_kernel needs the liger-kernel package: pip install liger-kernel, or drop the "
                          "flag")
@@ -453,6 +455,23 @@ def check_training_packages(training_args, model):
     except ImportError as error:
         raise InputError(f"--optim {training_args.optim.value} needs a package that is not installed: "
                          f"{str(error).strip().splitlines()[0]}") from None
+    if resume_from is None:
+        return
+    index = Path(resume_from, "model.safetensors.index.json")
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else [
+        "model.safetensors"]
+    if not all(Path(resume_from, file).is_file() for file in files):
+        return  # an FSDP-sharded or .bin checkpoint: the Trainer loads (and checks) it its own way
+    shapes = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
+    for file in files:
+        with safetensors.safe_open(Path(resume_from, file), "pt") as weights:
+            for name in weights.keys():
+                saved = weights.get_slice(name).get_shape()
+                if name in shapes and saved != shapes[name]:
+                    raise InputError(f"cannot resume from {resume_from}: its weights do not fit this run's model "
+                                     f"(size mismatch for {name}: {saved} in the checkpoint, {shapes[name]} here); "
+                                     "resume with the model, config and tokenizer it was trained with, or start "
+                                     "afresh in another --output_dir")
 
 
 def preprocessing_processes(requested, rows):
@@ -560,16 +579,7 @@ class OrderedEvalTrainer(Trainer):
 
 def train_and_save(trainer, resume_from, train_samples):
     """Trains, saves the final model, tokenizer and trainer state, writes train_results.json; returns the metrics."""
-    try:
-        result = trainer.train(resume_from_checkpoint=resume_from)
-    except RuntimeError as error:
-        if resume_from is None or "Error(s) in loading state_dict" not in str(error):
-            raise
-        lines = [line.strip().rstrip(".") for line in str(error).splitlines()[1:] if line.strip()]
-        mismatch = lines[0] if lines else "other parameter shapes"
-        raise InputError(f"cannot resume from {resume_from}: its weights do not fit this run's model ({mismatch}); "
-                         "resume with the model, config and tokenizer it was trained with, or start afresh in "
-                         "another --output_dir") from None
+    result = trainer.train(resume_from_checkpoint=resume_from)  # (check_training_setup: the checkpoint fits)
     trainer.save_model(_internal_call=True)  # no Trainer push here: ours, at the end, carries our model card
     trainer.save_state()
     metrics = {**result.metrics, "train_samples": train_samples}

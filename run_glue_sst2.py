@@ -22,7 +22,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from common import (
     REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, PhaseClock, TrainingArguments, atomic_write_text,
-    check_max_seq_length, check_training_packages, checkpoint_to_resume, cycle_collection_paused, load_model,
+    check_max_seq_length, check_training_setup, checkpoint_to_resume, cycle_collection_paused, load_model,
     load_tokenizer_and_config, map_in_processes, parse_args, read_records, run_main, save_metrics,
     set_up_logging, train_and_save,
 )
@@ -181,7 +181,7 @@ def main(argv=None):
     check_max_seq_length(data_args.max_seq_length, tokenizer, config)
     model = load_model(model_args, AutoModelForSequenceClassification, config)
     if training_args.do_train:
-        check_training_packages(training_args, model)
+        check_training_setup(training_args, model, resume_from)
     clock.mark("model")
 
     # ---- Preprocess
