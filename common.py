@@ -461,7 +461,7 @@ def check_training_setup(training_args, model, resume_from):
     files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else [
         "model.safetensors"]
     if not all(Path(resume_from, file).is_file() for file in files):
-        return  # an FSDP-sharded or .bin checkpoint: the Trainer loads (and checks) it its own way
+        return  # an FSDP-sharded or .bin checkpoint: left to the Trainer (a mismatch there is a traceback)
     shapes = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
     for file in files:
         with safetensors.safe_open(Path(resume_from, file), "pt") as weights:
