@@ -648,12 +648,13 @@ def run_checkpoints(output_dir):
 
 
 def check_checkpoint_rotation_is_safe(training_args, output_dir, checkpoints):
-    """The Trainer's save_total_limit deletes the oldest folders matching `checkpoint-<digits>*` in output_dir: make
-    sure none of them is a user's folder or a checkpoint of an earlier run."""
+    """The Trainer's save_total_limit deletes the oldest `checkpoint-*` folders in output_dir whose *path* holds
+    `checkpoint-<digits>` (transformers.trainer_utils.sort_checkpoints: in .../from-checkpoint-500/checkpoint-best the
+    number comes from the parent's name): make sure none of them is a user's folder or a checkpoint of an earlier run."""
     if not training_args.save_total_limit or training_args.save_total_limit <= 0:
         return
     lookalikes = [p.name for p in output_dir.glob("checkpoint-*")
-                  if p.is_dir() and re.match(r"checkpoint-\d", p.name) and not CHECKPOINT_NAME.fullmatch(p.name)]
+                  if p.is_dir() and re.match(r".*checkpoint-[0-9]", str(p)) and not CHECKPOINT_NAME.fullmatch(p.name)]
     if lookalikes:
         raise InputError(
             f"--output_dir {output_dir} holds {', '.join(sorted(lookalikes))}, which --save_total_limit could delete "

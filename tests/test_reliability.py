@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -204,6 +205,7 @@ def test_non_empty_output_dir_without_checkpoint_is_refused(tmp_path, capsys):
 
 
 def make_user_files(folder):
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "notes.txt").write_text("mine")
     (folder / "my-data").mkdir()
     (folder / "my-data" / "train.tsv").write_text("sentence\tlabel\n")
@@ -226,17 +228,22 @@ def test_overwrite_output_dir_writes_the_run_and_keeps_user_files(tmp_path, caps
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
-def test_save_total_limit_never_deletes_a_user_folder_named_like_a_checkpoint(tmp_path, capsys, overwrite):
-    user_files = make_user_files(tmp_path)
-    (tmp_path / "checkpoint-1-before-cleanup").mkdir()  # the Trainer's rotation would count it as checkpoint 1
-    (tmp_path / "checkpoint-1-before-cleanup" / "model.bin").write_text("precious")
-    user_files[(tmp_path / "checkpoint-1-before-cleanup" / "model.bin").relative_to(tmp_path)] = b"precious"
+@pytest.mark.parametrize("parent, folder", [("", "checkpoint-1-before-cleanup"),
+                                            ("from-checkpoint-500", "checkpoint-best")])  # 500 from the parent's name
+def test_save_total_limit_never_deletes_a_user_folder_named_like_a_checkpoint(tmp_path, capsys, overwrite, parent,
+                                                                              folder):
+    """The Trainer's rotation counts a `checkpoint-*` folder as a checkpoint when its path holds checkpoint-<digits>."""
+    output_dir = tmp_path / parent
+    user_files = make_user_files(output_dir)
+    (output_dir / folder).mkdir()
+    (output_dir / folder / "model.bin").write_text("precious")
+    user_files[Path(folder) / "model.bin"] = b"precious"
     flags = ["--overwrite_output_dir"] if overwrite else []
-    code, err = run_in_process([*SHORT_RUN, "--output_dir", tmp_path, *flags, "--save_strategy", "steps",
+    code, err = run_in_process([*SHORT_RUN, "--output_dir", output_dir, *flags, "--save_strategy", "steps",
                                 "--save_steps", 1, "--save_total_limit", 1], capsys)
-    assert code == 2 and "checkpoint-1-before-cleanup, which --save_total_limit could delete" in err, err
-    assert_user_files_kept(tmp_path, user_files)
-    assert not (tmp_path / "model.safetensors").exists()
+    assert code == 2 and f"{folder}, which --save_total_limit could delete" in err, err
+    assert_user_files_kept(output_dir, user_files)
+    assert not (output_dir / "model.safetensors").exists()
 
 
 def test_overwrite_with_save_total_limit_refuses_to_delete_an_earlier_runs_checkpoints(uninterrupted_run, tmp_path):
