@@ -146,12 +146,13 @@ def softmax(logits):
 
 
 def main(argv=None):
+    clock = PhaseClock(from_process_start=argv is None)  # in-process callers (tests) count from here
+    clock.mark("imports")  # Python, torch, transformers, datasets: most of a run's start-up
     model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
     set_up_logging(training_args)
     logger.info("Training arguments: %s", training_args)
     training_args.check_best_metric(("loss", "accuracy", "f1"))  # eval_* keys of the loss and metrics/accuracy_f1
-    clock = PhaseClock(from_process_start=argv is None)  # in-process callers (tests) count from here
-    clock.mark("start-up")
+    clock.mark("arguments")
 
     # ---- Data: read and validate everything before any model is built or any file is written.
     splits = {}

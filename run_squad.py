@@ -158,13 +158,14 @@ class QuestionAnsweringTrainer(OrderedEvalTrainer):
 
 
 def main(argv=None):
+    clock = PhaseClock(from_process_start=argv is None)  # in-process callers (tests) count from here
+    clock.mark("imports")  # Python, torch, transformers, datasets: most of a run's start-up
     model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, SquadTrainingArguments), argv)
     set_up_logging(training_args)
     logger.info("Training arguments: %s", training_args)
     data_args.check()
     training_args.check_best_metric(METRICS_V2 if data_args.version_2_with_negative else METRICS)
-    clock = PhaseClock(from_process_start=argv is None)  # in-process callers (tests) count from here
-    clock.mark("start-up")
+    clock.mark("arguments")
 
     # ---- Data: read and validate everything before any model is built or any file is written.
     wanted = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
