@@ -1,11 +1,9 @@
-"""The benchmark harness (benchmarks/): each script runs at tiny scale on a CPU, and the fast recipes parse with the
-scripts they belong to. GPU numbers come from benchmarks/gpu_session.sh, which these tests do not run."""
+"""The benchmark harness (benchmarks/): each script runs at tiny scale on a CPU (the fast recipes' settings are checked
+in test_speed_settings.py). GPU numbers come from benchmarks/gpu_session.sh, which these tests do not run."""
 
 import gzip
 import json
 import re
-
-import pytest
 
 from conftest import REPO_DIR, SAMPLE_DIR, run_script
 
@@ -95,23 +93,6 @@ def test_flatten_squad_keeps_every_question(tmp_path):
         assert record["id"] == qa["id"] and record["context"] == context and record["question"] == qa["question"]
         assert record["answers"]["text"] == [a["text"] for a in qa["answers"]]
         assert record["answers"]["answer_start"] == [a["answer_start"] for a in qa["answers"]]
-
-
-@pytest.mark.parametrize("script,recipe", [("run_squad", "recipes/squad/minilm-l6.yaml"),
-                                           ("run_glue_sst2", "recipes/sst2/minilm-l6.yaml")])
-def test_fast_recipes_parse(script, recipe):
-    """Every key of the fast recipes is a flag of its script (on a CPU: bf16/tf32 switched off)."""
-    import importlib
-
-    from common import ModelArguments, TrainingArguments, parse_args
-
-    module = importlib.import_module(script)
-    _, data_args, training_args = parse_args((ModelArguments, module.DataArguments, TrainingArguments),
-                                             [str(REPO_DIR / recipe), "--bf16", "false", "--tf32", "false"])
-    assert training_args.learning_rate in (1e-4, 5e-5)
-    assert training_args.per_device_train_batch_size == 32
-    assert data_args.pad_to_max_length is True  # CUDA graphs replay fixed shapes
-    assert training_args.optim.value == "adamw_torch_fused"
 
 
 def test_gpu_session_script_is_valid_bash():

@@ -230,6 +230,10 @@ def test_gpu_recipes_parse_and_switch_on_the_measured_speed_settings(recipe):
     if "minilm" in recipe:  # CUDA graphs: SQuAD end to end 2.94x run_qa.py on an H100, same EM/F1 (BENCHMARKS.md)
         assert training_args.torch_compile and training_args.torch_compile_backend == "cudagraphs"
         assert data_args.pad_to_max_length  # fixed shapes: one graph for every full batch
+        assert training_args.per_device_train_batch_size == 32  # issue 5's hyper-parameters
+        if script == "run_glue_sst2":
+            assert training_args.learning_rate == 5e-5 and training_args.num_train_epochs == 3
     else:
         assert settings.get("torch_compile", False) is (script == "run_squad")  # BERT-base SQuAD: Inductor
     assert "train_sampling_strategy" not in settings  # grouping changes the batches: measured -0.6 F1 on SQuAD
+
