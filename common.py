@@ -139,6 +139,11 @@ class TrainingArguments(transformers.TrainingArguments):
         default=False,
         metadata={"help": "Allow a new run in a non-empty --output_dir (files already there are kept, never deleted)."},
     )
+    cpu_threads: int | None = field(
+        default=None,
+        metadata={"help": "Threads for torch's work on the CPU (default: torch's, one per core). 1 is faster for tiny "
+                          "models and on a busy machine, where threads wait on each other (the quickstart recipes)."},
+    )
     # What --load_best_model_at_end, --save_strategy best and the plateau scheduler compare when no
     # --metric_for_best_model is named: the Trainer's choice, the loss, which QA evaluation does not compute, so
     # run_squad.py names another.
@@ -164,6 +169,8 @@ class TrainingArguments(transformers.TrainingArguments):
             # (the Trainer passes no mode: it would lower the rate while the metric improves)
             self.lr_scheduler_kwargs = {"mode": "max", **(self.lr_scheduler_kwargs or {})}
         self.check()
+        if self.cpu_threads:
+            torch.set_num_threads(self.cpu_threads)
         if launched_processes() > 1 and self.world_size != launched_processes():
             raise InputError(f"{launched_processes()} processes were launched but they did not join one process group "
                              f"(world size {self.world_size}); check --ddp_backend and the launcher's settings")
@@ -176,6 +183,8 @@ class TrainingArguments(transformers.TrainingArguments):
         if self.do_train and self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise InputError(f"--num_train_epochs {self.num_train_epochs:g} trains nothing; give a positive "
                              "--num_train_epochs or --max_steps")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise InputError(f"--cpu_threads must be at least 1 (got {self.cpu_threads})")
         installed = transformers.integrations.get_available_reporting_integrations()
         missing = [name for name in self.report_to if name not in ("all", "none") and name not in installed]
         if missing:  # the Trainer would stop with a traceback once the data is tokenized

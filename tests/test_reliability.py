@@ -477,6 +477,7 @@ def test_an_empty_flag_unsets_the_recipes_model_and_persistent_workers_need_work
     (["--max_steps", -1, "--num_train_epochs", 0], "--num_train_epochs 0 trains nothing"),
     (["--max_train_samples", 0], "--max_train_samples must be at least 1 (got 0)"),
     (["--max_eval_samples", 0], "--max_eval_samples must be at least 1 (got 0)"),
+    (["--cpu_threads", 0], "--cpu_threads must be at least 1 (got 0)"),
 ])
 def test_sizes_that_would_fail_deep_in_a_run_or_train_nothing(tmp_path, capsys, script, flags, message):
     module, run = script

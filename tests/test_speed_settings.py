@@ -237,3 +237,25 @@ def test_gpu_recipes_parse_and_switch_on_the_measured_speed_settings(recipe):
         assert settings.get("torch_compile", False) is (script == "run_squad")  # BERT-base SQuAD: Inductor
     assert "train_sampling_strategy" not in settings  # grouping changes the batches: measured -0.6 F1 on SQuAD
 
+
+@pytest.mark.parametrize("script, recipe", [("run_glue_sst2", "recipes/sst2/quickstart.yaml"),
+                                            ("run_squad", "recipes/squad/quickstart.yaml")])
+def test_quickstart_recipes_run_torch_on_one_thread(tmp_path, script, recipe):
+    """The quickstart's 2-layer x 64 model trains faster on one thread than on two (1.5 s against 5-45 s of
+    training on the 2-core machine while another job ran, BENCHMARKS.md): --cpu_threads sets torch's thread count."""
+    import importlib
+
+    from common import ModelArguments, parse_args
+
+    module = importlib.import_module(script)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        parse_args((ModelArguments, module.DataArguments, TrainingArguments),
+                   [str(REPO_DIR / recipe), "--output_dir", str(tmp_path)])
+        assert torch.get_num_threads() == 1
+        parse_args((ModelArguments, module.DataArguments, TrainingArguments),
+                   [str(REPO_DIR / recipe), "--output_dir", str(tmp_path), "--cpu_threads", "2"])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
