@@ -19,7 +19,10 @@ import sys
 from pathlib import Path
 
 REPO_DIR = Path(__file__).resolve().parent
-CARD_MARKER = "<!-- model card written by model_card.py"
+CARD_MARKER = "<!-- model card written by model_card.py"  # in every card we write: how we know a README.md is ours
+# Where our card is kept when the output folder holds a README.md we did not write (the user's own, never
+# overwritten and not pushed); it is pushed as the repo's README.md.
+CARD_FALLBACK = "MODEL_CARD.md"
 
 from common import InputError, atomic_write_text
 
@@ -363,6 +366,35 @@ def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_
 # Push
 
 
+def is_our_card(path):
+    try:
+        return CARD_MARKER in Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def card_path(output_dir, retry=""):
+    """Where our card goes: README.md, unless the user put their own README.md there (nothing the user had is ever
+    overwritten); then MODEL_CARD.md. A card we wrote earlier is replaced."""
+    for name in ("README.md", CARD_FALLBACK):
+        path = Path(output_dir) / name
+        if not path.exists() or is_our_card(path):
+            return path
+    raise PushError(f"{output_dir} holds your own README.md and {CARD_FALLBACK}, which are never overwritten, so the "
+                    f"model card has no place; rename {CARD_FALLBACK}, then retry" + (f": {retry}" if retry else ""))
+
+
+def write_card(output_dir, card, retry=""):
+    """Writes our card where card_path says and returns that path. Written before the push, so a retry pushes the
+    very same card."""
+    path = card_path(output_dir, retry)
+    atomic_write_text(path, card)
+    if path.name != "README.md":
+        print(f"{Path(output_dir) / 'README.md'} was not written by this project: it is left as is and not pushed; "
+              f"the model card, pushed as the repo's README.md, is in {path}", file=sys.stderr)
+    return path
+
+
 def retry_command(output_dir, repo_id, private=False, revision=None):
     parts = ["python", "push_to_hub.py", shlex.quote(str(output_dir)), "--hub_model_id", shlex.quote(repo_id)]
     if private:
@@ -405,9 +437,10 @@ def describe_push_error(error, repo_id):
 
 
 def upload_output_dir(output_dir, repo_id, token=None, private=False, revision=None, commit_message=None,
-                      tokens_to_hide=()):
-    """Creates the repo if needed and uploads the output folder in one commit. Returns the commit URL.
-    On failure raises PushError with the retry command; nothing in output_dir is changed."""
+                      tokens_to_hide=(), card=None):
+    """Creates the repo if needed and uploads the output folder, with `card` (the path write_card returned) as the
+    repo's README.md. Returns the commit URL. On failure raises PushError with the retry command; nothing in
+    output_dir is changed."""
     from huggingface_hub import HfApi
 
     api = HfApi(token=token or None)
@@ -419,10 +452,18 @@ def upload_output_dir(output_dir, repo_id, token=None, private=False, revision=N
         step = f"creating the repository {repo_id}"
         repo_id = api.create_repo(repo_id, private=bool(private), exist_ok=True).repo_id
         step = f"uploading {output_dir} to {repo_id}"
+        # The user's own README.md stays local: our card goes up as README.md, in a commit of its own (a folder
+        # upload cannot rename a file).
+        separate_card = card is not None and Path(card).name != "README.md"
         commit = api.upload_folder(
-            repo_id=repo_id, folder_path=str(output_dir), revision=revision, ignore_patterns=list(IGNORE_PATTERNS),
+            repo_id=repo_id, folder_path=str(output_dir), revision=revision,
+            ignore_patterns=IGNORE_PATTERNS + (["README.md", Path(card).name] if separate_card else []),
             commit_message=commit_message or "Upload fine-tuned model",
         )
+        if separate_card:
+            step = f"uploading the model card {card} to {repo_id}"
+            commit = api.upload_file(path_or_fileobj=str(card), path_in_repo="README.md", repo_id=repo_id,
+                                     revision=revision, commit_message="Upload model card")
     except Exception as error:
         message = (f"push to the Hub failed while {step}: {describe_push_error(error, repo_id)}. The trained model is "
                    f"intact in {output_dir}; retry without retraining: {retry}")
@@ -464,8 +505,8 @@ def push_output_dir(training_args, task, model_args=None, data_args=None, metric
         metrics=metrics, training_args=training_args, data_args=data_args, argv=argv,
         license=license, language=language,
     )
-    card = scrub_tokens(card, tokens)
-    atomic_write_text(output_dir / "README.md", card)  # written first, so a retry pushes the very same card
-    check_no_token_in_files(output_dir, tokens, retry_command(output_dir, repo_id, private, revision))
+    retry = retry_command(output_dir, repo_id, private, revision)
+    card_file = write_card(output_dir, scrub_tokens(card, tokens), retry)
+    check_no_token_in_files(output_dir, tokens, retry)
     return upload_output_dir(output_dir, repo_id, token=training_args.hub_token, private=private, revision=revision,
-                             tokens_to_hide=tokens)
+                             tokens_to_hide=tokens, card=card_file)

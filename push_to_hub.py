@@ -5,7 +5,8 @@ run trained without --push_to_hub).
 
 The token comes from --hub_token, HF_TOKEN or `hf auth login`. The model card the training run wrote is pushed as
 is (with the repo id updated if you push under another name); a folder without one gets a card built from its
-config, results and trainer state.
+config, results and trainer state. A README.md this project did not write is yours: it is kept as is and not pushed,
+and the card goes in MODEL_CARD.md (pushed as the repo's README.md).
 """
 
 import argparse
@@ -14,8 +15,8 @@ import re
 from pathlib import Path
 
 from common import run_main
-from model_card import (CARD_MARKER, InputError, atomic_write_text, build_model_card, known_tokens, scrub_tokens,
-                        upload_output_dir, check_no_token_in_files)
+from model_card import (CARD_MARKER, InputError, build_model_card, card_path, known_tokens, scrub_tokens,
+                        upload_output_dir, check_no_token_in_files, write_card)
 
 
 def infer_task(output_dir):
@@ -30,9 +31,9 @@ def infer_task(output_dir):
 
 
 def card_for(output_dir, repo_id, task):
-    card_path = output_dir / "README.md"
-    if card_path.exists() and CARD_MARKER in card_path.read_text(encoding="utf-8"):
-        card = card_path.read_text(encoding="utf-8")
+    path = card_path(output_dir)
+    if path.exists():  # card_path only gives a file that is missing or a card we wrote
+        card = path.read_text(encoding="utf-8")
         old_id = re.search(re.escape(CARD_MARKER) + r"; repo_id: (\S+) -->", card)
         if old_id and old_id.group(1) != repo_id:
             card = card.replace(old_id.group(1), repo_id)
@@ -58,10 +59,10 @@ def main(argv=None):
         raise InputError(f"{output_dir}: no model weights (*.safetensors); give the --output_dir of a completed run")
     repo_id = args.hub_model_id or output_dir.resolve().name
     tokens = known_tokens() | ({args.hub_token} if args.hub_token else set())
-    atomic_write_text(output_dir / "README.md", scrub_tokens(card_for(output_dir, repo_id, args.task), tokens))
+    card = write_card(output_dir, scrub_tokens(card_for(output_dir, repo_id, args.task), tokens))
     check_no_token_in_files(output_dir, tokens)
     upload_output_dir(output_dir, repo_id, token=args.hub_token, private=args.hub_private_repo,
-                      revision=args.hub_revision, tokens_to_hide=tokens)
+                      revision=args.hub_revision, tokens_to_hide=tokens, card=card)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -304,6 +305,70 @@ def test_hub_token_flag_never_published(hub, hf_home, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     for name, content in hub.files("org/token-flag").items():
         assert hub.token.encode() not in content, name
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A README.md the user put in the output folder is never overwritten, pushed or not
+
+USER_README = "# My notes\n\nlearning rate 1e-3 looked best\n"
+
+
+def assert_card_pushed_and_user_readme_kept(hub, output_dir, repo_id):
+    assert (output_dir / "README.md").read_text() == USER_README
+    files = hub.files(repo_id)
+    text, _ = card_of(files)
+    assert "model card written by model_card.py" in text and f'model="{repo_id}"' in text
+    assert "MODEL_CARD.md" not in files and not any(b"My notes" in content for content in files.values())
+    return text
+
+
+def test_user_readme_survives_a_failed_training_push_and_its_retry(hub, hf_home, tmp_path):
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+    (output_dir / "README.md").write_text(USER_README)
+    repo_id = "org/user-readme-train"
+    hub.fail_next(1, status=500, path_contains="/api/whoami-v2")
+    result = run_script("run_glue_sst2.py", *TRAIN_ARGS, "--output_dir", output_dir, "--overwrite_output_dir",
+                        "--push_to_hub", "--hub_model_id", repo_id, env=hub_env(hub, hf_home))
+    assert result.returncode != 0
+    message = error_line(result)
+    assert (output_dir / "README.md").read_text() == USER_README
+    assert "was not written by this project" in result.stderr and "MODEL_CARD.md" in result.stderr
+
+    retry = run_script("push_to_hub.py", *retry_from(message), env=hub_env(hub, hf_home))
+    assert retry.returncode == 0, retry.stderr[-3000:]
+    text = assert_card_pushed_and_user_readme_kept(hub, output_dir, repo_id)
+    assert "## Reproduce" in text  # the card the training run wrote, not one rebuilt from the folder
+
+
+def test_user_readme_survives_push_to_hub(hub, hf_home, pushed, tmp_path):
+    output_dir = tmp_path / "copy"
+    shutil.copytree(pushed[0], output_dir)
+    (output_dir / "README.md").write_text(USER_README)  # replaces the card of the earlier push
+    repo_id = "org/user-readme-push"
+    failed = run_script("push_to_hub.py", output_dir, "--hub_model_id", repo_id,
+                        env=hub_env(hub, hf_home, HF_ENDPOINT=f"http://127.0.0.1:{free_port()}"))
+    assert failed.returncode == 2
+    assert (output_dir / "README.md").read_text() == USER_README
+    result = run_script("push_to_hub.py", output_dir, "--hub_model_id", repo_id, env=hub_env(hub, hf_home))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_card_pushed_and_user_readme_kept(hub, output_dir, repo_id)
+
+
+def test_card_goes_where_it_replaces_only_our_own_card(tmp_path):
+    from model_card import PushError, card_path, write_card
+
+    assert card_path(tmp_path) == tmp_path / "README.md"
+    write_card(tmp_path, "<!-- model card written by model_card.py; repo_id: org/a -->\n")
+    assert card_path(tmp_path) == tmp_path / "README.md"  # our earlier card is replaced
+    (tmp_path / "README.md").write_text(USER_README)
+    assert write_card(tmp_path, "<!-- model card written by model_card.py; repo_id: org/b -->\n") == \
+        tmp_path / "MODEL_CARD.md"
+    assert (tmp_path / "README.md").read_text() == USER_README
+    (tmp_path / "MODEL_CARD.md").write_text("my other notes\n")
+    with pytest.raises(PushError, match="rename MODEL_CARD.md"):
+        card_path(tmp_path)
+    assert (tmp_path / "MODEL_CARD.md").read_text() == "my other notes\n"
 
 
 # ---------------------------------------------------------------------------------------------------------------
