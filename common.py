@@ -5,6 +5,7 @@ import contextlib
 import csv
 import gc
 import gzip
+import io
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import datasets
+import huggingface_hub
 import pyarrow
 import pyarrow.compute
 import safetensors
@@ -183,6 +185,13 @@ class TrainingArguments(transformers.TrainingArguments):
         if self.do_train and self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise InputError(f"--num_train_epochs {self.num_train_epochs:g} trains nothing; give a positive "
                              "--num_train_epochs or --max_steps")
+        if self.learning_rate < 0:  # the optimizer would refuse it once the data is tokenized
+            raise InputError(f"--learning_rate must not be negative (got {self.learning_rate:g})")
+        if self.dataloader_num_workers < 0:
+            raise InputError(f"--dataloader_num_workers must be 0 or more (got {self.dataloader_num_workers})")
+        if self.push_to_hub and huggingface_hub.constants.HF_HUB_OFFLINE:  # else found when the Trainer is built
+            raise InputError("--push_to_hub: HF_HUB_OFFLINE=1 is set, so nothing can be pushed; unset it, or drop "
+                             "--push_to_hub and push later with push_to_hub.py")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise InputError(f"--cpu_threads must be at least 1 (got {self.cpu_threads})")
         installed = transformers.integrations.get_available_reporting_integrations()
@@ -192,6 +201,15 @@ class TrainingArguments(transformers.TrainingArguments):
                              "or pass --report_to none")
         if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
             raise InputError(f"--output_dir {self.output_dir} is a file, not a folder; choose another --output_dir")
+        existing = Path(self.output_dir).absolute()  # the output folder or the nearest folder above it that exists
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise InputError(f"--output_dir {self.output_dir}: {existing} is a file, not a folder; choose another "
+                             "--output_dir")
+        if not os.access(existing, os.W_OK | os.X_OK):  # a read-only disk, or another user's folder
+            raise InputError(f"--output_dir {self.output_dir}: {existing} is not writable here (read-only or no "
+                             "permission); choose another --output_dir")
 
     def check_best_metric(self, evaluation_metrics):
         """--metric_for_best_model must be one of the evaluation's metrics: the Trainer finds out at the first
@@ -225,13 +243,19 @@ def parse_args(dataclass_types, argv=None):
     """Parses `[recipe.yaml] [--key value ...]`: the recipe file's keys first, command-line flags override them."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types, allow_abbrev=False)  # --learning_rat must not pass for --learning_rate
-    recipe_args = []
+    recipe_args, where = [], "the command line"
     if argv and not argv[0].startswith("-"):
-        recipe_args = recipe_to_flags(argv.pop(0), known_keys={a.dest for a in parser._actions})
+        where = f"recipe file {argv[0]} or the command line"
+        recipe_args = recipe_to_flags(argv.pop(0), actions={a.dest: a for a in parser._actions})
+
+    def fail(message):  # argparse's own way prints its whole usage text (~130 lines) above the message
+        raise InputError(f"{message}; fix the value in {where}")
+
+    parser.error = fail
     try:
         parsed = parser.parse_args_into_dataclasses(args=recipe_args + argv, return_remaining_strings=True)
     except ValueError as error:  # TrainingArguments' own checks, e.g. bf16 asked on a machine without support
-        raise InputError(f"the arguments do not fit together or this machine: {str(error).splitlines()[0]}") from None
+        raise InputError(f"the arguments do not fit together or this machine: {' '.join(str(error).split())}") from None
     *arguments, unknown = parsed
     if unknown:
         raise InputError(f"unknown command-line argument(s) {' '.join(redact_secrets(unknown))}; "
@@ -259,7 +283,7 @@ def redact_secrets(args):
     return safe
 
 
-def recipe_to_flags(path, known_keys):
+def recipe_to_flags(path, actions):
     """Turns a YAML/JSON recipe (a flat mapping of flag -> value) into command-line flags."""
     if not path.endswith(RECIPE_SUFFIXES):
         raise InputError(f"{path}: a recipe file must end in .yaml, .yml or .json (flags start with --)")
@@ -274,10 +298,12 @@ def recipe_to_flags(path, known_keys):
         raise InputError(f"recipe file {path} must be a mapping of flag names to values")
     flags = []
     for key, value in recipe.items():
-        if key not in known_keys:
+        if key not in actions:
             raise InputError(f"recipe file {path}: unknown key '{key}'; fix the name or remove it (see --help)")
         if value is None:
             continue
+        if isinstance(value, list) and actions[key].nargs in (None, "?"):
+            raise InputError(f"recipe file {path}: '{key}' takes one value, not a list; fix the recipe")
         if isinstance(value, list):
             flags += [f"--{key}"] + [str(v) for v in value]
         elif isinstance(value, dict):
@@ -328,6 +354,12 @@ def read_text(path, flag="a data file"):
         raise InputError(f"{path}, line {line}: bytes that are not UTF-8; re-save the file as UTF-8") from None
 
 
+def text_lines(text):
+    """Lines split at \\n, \\r\\n or \\r only: str.splitlines also splits at U+2028, U+0085, form feeds and other
+    characters that are ordinary text inside a sentence or a JSON string."""
+    return re.split(r"\r\n|\r|\n", text)
+
+
 def read_records(path, flag="a data file"):
     """Rows of a .csv/.tsv/.json/.jsonl/.txt file (optionally .gz) as a list of dicts, each with its location
     under the key '_row' ("line 12" / "record 3") for error messages."""
@@ -338,7 +370,7 @@ def read_records(path, flag="a data file"):
     if not text.strip():
         raise InputError(f"{path}: the file is empty; it needs a header and at least one row")
     if suffix == ".txt":  # one sentence per line, for prediction
-        rows = [{"sentence": line, "_row": f"line {i}"} for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+        rows = [{"sentence": line, "_row": f"line {i}"} for i, line in enumerate(text_lines(text), 1) if line.strip()]
     elif suffix in (".csv", ".tsv"):
         rows = read_delimited(path, text, suffix)
     else:
@@ -349,23 +381,24 @@ def read_records(path, flag="a data file"):
 
 
 def read_delimited(path, text, suffix):
-    # GLUE's .tsv files hold bare quote characters inside sentences: quoting must be off for tab-separated files.
-    if suffix == ".tsv":
-        reader = csv.reader(text.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE)
-    else:
-        reader = csv.reader(text.splitlines())
+    # GLUE's .tsv files hold bare quote characters inside sentences: quoting must be off for tab-separated files. A
+    # quoted .csv field may hold line breaks, so the reader gets the text with its line ends (newline="").
+    options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
+    reader = csv.reader(io.StringIO(text, newline=""), **options)
     try:
         header = next(reader)
         rows = []
-        for line_number, values in enumerate(reader, 2):
+        line_number = reader.line_num + 1  # where the next row starts: a row may span several lines
+        for values in reader:
+            row_line, line_number = line_number, reader.line_num + 1
             if not values:
                 continue
             if len(values) != len(header):
                 raise InputError(
-                    f"{path}, line {line_number}: {len(values)} fields where the header has {len(header)}; "
+                    f"{path}, line {row_line}: {len(values)} fields where the header has {len(header)}; "
                     f"fix that row (a stray {'tab' if suffix == '.tsv' else 'comma or quote'}?)"
                 )
-            rows.append({**dict(zip(header, values)), "_row": f"line {line_number}"})
+            rows.append({**dict(zip(header, values)), "_row": f"line {row_line}"})
     except csv.Error as error:
         raise InputError(f"{path}, line {reader.line_num}: {error}; fix the quoting of that row") from None
     return rows
@@ -389,7 +422,7 @@ def read_json_rows(path, text, suffix):
                 raise InputError(f"{path}: expected a list of records (or {{\"data\": [...]}}); fix the file layout")
             return [check_object(path, record, f"record {i}") for i, record in enumerate(records)]
     rows = []
-    for line_number, line in enumerate(text.splitlines(), 1):
+    for line_number, line in enumerate(text_lines(text), 1):
         if not line.strip():
             continue
         try:
@@ -398,6 +431,15 @@ def read_json_rows(path, text, suffix):
             raise InputError(f"{path}, line {line_number}: broken JSON line ({error.msg}); fix that line") from None
         rows.append(check_object(path, record, f"line {line_number}"))
     return rows
+
+
+TSV_BREAKS = re.compile(r"[\t\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")  # a tab, and whatever str.splitlines splits at
+
+
+def tsv_cell(text):
+    """Text for one cell of a TSV report: a tab or a line break inside it would split the row, so each run of them
+    becomes one space; the rest of the text (GLUE's trailing spaces too) is kept as it is."""
+    return TSV_BREAKS.sub(" ", str(text))
 
 
 def check_object(path, record, where):
@@ -471,16 +513,30 @@ def check_training_setup(training_args, model, resume_from):
         "model.safetensors"]
     if not all(Path(resume_from, file).is_file() for file in files):
         return  # an FSDP-sharded or .bin checkpoint: left to the Trainer (a mismatch there is a traceback)
-    shapes = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
+    state = model.state_dict()
+    shapes = {name: list(tensor.shape) for name, tensor in state.items()}
+    saved_names = set()
+    advice = "resume with the model, config and tokenizer it was trained with, or start afresh in another --output_dir"
     for file in files:
         with safetensors.safe_open(Path(resume_from, file), "pt") as weights:
             for name in weights.keys():
+                saved_names.add(name)
                 saved = weights.get_slice(name).get_shape()
                 if name in shapes and saved != shapes[name]:
                     raise InputError(f"cannot resume from {resume_from}: its weights do not fit this run's model "
                                      f"(size mismatch for {name}: {saved} in the checkpoint, {shapes[name]} here); "
-                                     "resume with the model, config and tokenizer it was trained with, or start "
-                                     "afresh in another --output_dir")
+                                     f"{advice}")
+    # Tied weights are saved once, under one of their names: a name missing from the checkpoint is fine when its
+    # tensor is another name's that the checkpoint holds.
+    saved_storage = {state[name].data_ptr() for name in saved_names if name in state}
+    missing = [name for name in state if name not in saved_names and state[name].data_ptr() not in saved_storage]
+    unexpected = sorted(saved_names - set(state))
+    if missing or unexpected:
+        found = "; ".join(f"{label} {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
+                          for label, names in (("not in the checkpoint:", missing),
+                                               ("in the checkpoint but not in this model:", unexpected)) if names)
+        raise InputError(f"cannot resume from {resume_from}: it holds the weights of another model ({found}); "
+                         f"{advice}")
 
 
 def preprocessing_processes(requested, rows):
@@ -514,6 +570,8 @@ def map_in_processes(dataset, function, requested_processes, **map_args):
 
 
 def check_max_seq_length(max_seq_length, tokenizer, config):
+    if max_seq_length < 1:  # the tokenizer would take 0 or less as "no truncation"
+        raise InputError(f"--max_seq_length must be at least 1 (got {max_seq_length})")
     limit = min(tokenizer.model_max_length, getattr(config, "max_position_embeddings", tokenizer.model_max_length))
     if max_seq_length > limit:
         raise InputError(f"--max_seq_length {max_seq_length} is above the model's limit of {limit} tokens; lower it")
@@ -556,6 +614,19 @@ class OrderedEvalTrainer(Trainer):
         # The next batch's replay writes into the same memory, while the Trainer keeps every batch's logits until
         # the end: keep copies.
         return torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, outputs)
+
+    def init_hf_repo(self, *args, **kwargs):
+        """--push_to_hub creates the Hub repository before training: a failure there (no network, no token, a name
+        of someone else's) is one error line, before any training."""
+        try:
+            super().init_hf_repo(*args, **kwargs)
+        except Exception as error:
+            from model_card import describe_push_error, known_tokens, scrub_tokens
+
+            repo = self.args.hub_model_id or Path(self.args.output_dir).absolute().name
+            reason = scrub_tokens(describe_push_error(error, repo), known_tokens(self.args))
+            raise InputError(f"--push_to_hub: could not create the Hub repository {repo} ({reason}); nothing was "
+                             "trained: fix that, or drop --push_to_hub and push later with push_to_hub.py") from None
 
     def _prepare_inputs(self, inputs):
         inputs = super()._prepare_inputs(inputs)
@@ -602,12 +673,22 @@ def train_and_save(trainer, resume_from, train_samples):
 # Output folder
 
 
+def umask_file_mode():
+    umask = os.umask(0)  # the only way to read the umask is to set it
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = umask_file_mode()  # what open() would give a new file (mkstemp's files are private: 0600)
+
+
 def atomic_write_text(path, text):
     """Writes through a temp file and a rename, so a reader never sees a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

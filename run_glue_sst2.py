@@ -12,6 +12,7 @@ confident first) and predict_results.tsv.
 """
 
 import logging
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ from common import (
     REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, PhaseClock, TrainingArguments, atomic_write_text,
     check_max_seq_length, check_training_setup, checkpoint_to_resume, cycle_collection_paused, load_model,
     load_tokenizer_and_config, map_in_processes, parse_args, read_records, run_main, save_metrics,
-    set_up_logging, train_and_save,
+    set_up_logging, split_suffix, train_and_save, tsv_cell,
 )
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ def parse_label(value, source, where):
         return UNLABELED, None
     if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
         raise InputError(f"{source}, {where}: label {value!r} is not 0/1 or negative/positive; fix that row")
-    if isinstance(value, (int, float)) or isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    # ASCII digits only: str.isdigit() also accepts "¹", which int() and float() cannot read
+    if isinstance(value, (int, float)) or isinstance(value, str) and re.fullmatch(r"-?[0-9]+(\.0*)?", value.strip()):
         number = int(float(value))
         if number not in (0, 1):
             raise InputError(f"{source}, {where}: label {value!r} is outside the label set {{0, 1}}; fix that row")
@@ -107,11 +109,15 @@ def parse_label(value, source, where):
 
 def build_dataset(rows, source, data_args, split):
     """Validates every row and returns a Dataset with columns sentence, label (-1 = unlabeled)."""
-    text_column = find_text_column(rows, source, data_args.text_column)
+    # a .txt file is one sentence per line, whatever --text_column names for the other files
+    text_column = "sentence" if split_suffix(source) == ".txt" else find_text_column(rows, source, data_args.text_column)
     sentences, labels, kinds = [], [], {}
     for row in rows:
         text = row.get(text_column)
-        if not isinstance(text, str) or not text.strip():
+        if text is not None and not isinstance(text, str):
+            raise InputError(f"{source}, {row['_row']}: '{text_column}' is {type(text).__name__} {text!r}, not text; "
+                             "quote it or fix the row")
+        if not text or not text.strip():
             raise InputError(f"{source}, {row['_row']}: empty or missing '{text_column}'; fill it in or drop the row")
         label, kind = parse_label(row.get(data_args.label_column), source, row["_row"])
         if kind:
@@ -135,7 +141,8 @@ def failure_report(sentences, labels, probabilities):
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")]
     lines = ["index\tgold\tpredicted\tprobability\tsentence"] + [
-        f"{i}\t{LABEL_NAMES[labels[i]]}\t{LABEL_NAMES[predicted[i]]}\t{confidence[i]:.4f}\t{sentences[i]}" for i in wrong
+        f"{i}\t{LABEL_NAMES[labels[i]]}\t{LABEL_NAMES[predicted[i]]}\t{confidence[i]:.4f}\t{tsv_cell(sentences[i])}"
+        for i in wrong
     ]
     return "\n".join(lines) + "\n", len(wrong)
 
@@ -244,7 +251,7 @@ def main(argv=None):
         probabilities = softmax(trainer.predict(features["test"], metric_key_prefix="predict").predictions)
         if trainer.is_world_process_zero():
             lines = ["index\tprediction\tprobability\tsentence"] + [
-                f"{i}\t{LABEL_NAMES[p.argmax()]}\t{p.max():.4f}\t{sentence}"
+                f"{i}\t{LABEL_NAMES[p.argmax()]}\t{p.max():.4f}\t{tsv_cell(sentence)}"
                 for i, (p, sentence) in enumerate(zip(probabilities, splits["test"]["sentence"]))
             ]
             atomic_write_text(f"{training_args.output_dir}/predict_results.tsv", "\n".join(lines) + "\n")

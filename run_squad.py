@@ -30,7 +30,7 @@ from common import (
     REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, PhaseClock, TrainingArguments, atomic_write_text,
     check_max_seq_length, check_training_setup, checkpoint_to_resume, cycle_collection_paused, load_model,
     load_tokenizer_and_config, map_in_processes, parse_args, run_main, save_metrics, set_up_logging,
-    train_and_save,
+    train_and_save, tsv_cell,
 )
 from utils_qa import (
     check_qa_tokenizer, load_squad_file, null_probability, postprocess_qa_predictions, prepare_eval_features,
@@ -117,7 +117,7 @@ def failure_report(examples, answers, version_2):
         f1 = max(scores.f1_score(predicted, gold) for gold in golds)
         if f1 == 0:
             cells = [example["id"], " | ".join(golds) or "(no answer)", predicted or "(no answer)", example["question"]]
-            lines.append("\t".join(" ".join(cell.split()) for cell in cells))  # tabs/newlines would break the TSV
+            lines.append("\t".join(map(tsv_cell, cells)))
     return "\n".join(lines) + "\n", len(lines) - 1
 
 

@@ -110,6 +110,9 @@ def parse_answers(row, context, where, version_2_with_negative):
         start = answer.get("answer_start") if isinstance(answer, dict) else None
         if not isinstance(text, str) or not text or not isinstance(start, int) or isinstance(start, bool):
             raise InputError(f"{where}: each answer needs a non-empty 'text' and an integer 'answer_start'")
+        if start < 0:  # Python would read a negative start from the end of the context
+            raise InputError(f"{where}: answer_start {start} is negative; it counts characters from the context's "
+                             "start: fix answer_start")
         if context[start:start + len(text)] != text:
             raise InputError(f"{where}: answer_start {start} points at {context[start:start + len(text)]!r}, "
                              f"not at the answer {text!r}; fix answer_start")
@@ -131,6 +134,10 @@ def check_qa_tokenizer(tokenizer, max_seq_length, doc_stride, max_query_length):
         raise InputError(f"question answering needs a fast tokenizer (offset mappings); {type(tokenizer).__name__} "
                          "is a slow one: use a model that ships tokenizer.json")
     context_room = max_seq_length - max_query_length - tokenizer.num_special_tokens_to_add(pair=True)
+    if context_room < 2:  # no stride could leave new context: the window itself is too short
+        raise InputError(f"--max_seq_length {max_seq_length} leaves {max(context_room, 0)} tokens of context after a "
+                         f"question of up to --max_query_length {max_query_length} tokens and the special tokens; "
+                         "raise --max_seq_length or lower --max_query_length")
     if doc_stride >= context_room:
         raise InputError(f"--doc_stride {doc_stride} leaves no new context per window: with --max_seq_length "
                          f"{max_seq_length} and --max_query_length {max_query_length} a window holds {context_room} "

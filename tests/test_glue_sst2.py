@@ -94,6 +94,23 @@ def test_json_jsonl_csv_and_txt_inputs(tmp_path):
     assert [r["sentence"] for r in common.read_records(tmp_path / "a.txt")] == ["first sentence", "second one"]
 
 
+def test_line_breaks_inside_fields_and_unicode_separators_in_text(tmp_path):
+    """A quoted CSV field may span lines (as csv.writer writes it); U+2028, U+0085 and form feeds are text, not line
+    ends, in every format (str.splitlines would split at them)."""
+    (tmp_path / "a.csv").write_text('sentence,label\n"a great film.\r\nI loved it",1\nbad,0\n"x,\ny",z\n',
+                                    newline="")
+    rows = common.read_records(tmp_path / "a.csv")
+    assert [(r["sentence"], r["label"], r["_row"]) for r in rows] == [
+        ("a great film.\r\nI loved it", "1", "line 2"), ("bad", "0", "line 4"), ("x,\ny", "z", "line 5")]
+    text = "one\u2028two\x85three\x0cfour"
+    (tmp_path / "a.jsonl").write_text(json.dumps({"sentence": text, "label": 1}, ensure_ascii=False) + "\n")
+    (tmp_path / "a.tsv").write_text(f"sentence\tlabel\n{text}\t1\r\n")
+    (tmp_path / "a.txt").write_text(f"{text}\r\nlast\r")
+    for name in ("a.jsonl", "a.tsv"):
+        assert [(r["sentence"], r["label"]) for r in common.read_records(tmp_path / name)] in ([(text, 1)], [(text, "1")])
+    assert [r["sentence"] for r in common.read_records(tmp_path / "a.txt")] == [text, "last"]
+
+
 def test_label_names_and_numbers_map_to_the_sst2_ids():
     args = run_glue_sst2.DataArguments()
     named = [{"text": "good", "label": "Positive", "_row": "line 2"}, {"text": "bad", "label": "negative", "_row": "line 3"}]
@@ -163,10 +180,25 @@ def test_predict_only_from_the_trained_folder_on_a_txt_file(quickstart_run, tmp_
     sentences = tmp_path / "s.txt"
     sentences.write_text("the film is wonderful .\nthe script is awful .\n")
     code, err = run_in_process(["--model_name_or_path", quickstart_run, "--test_file", sentences, "--do_predict",
+                                "--text_column", "review",  # names the column of other files; a .txt has none
                                 "--output_dir", tmp_path / "pred"], capsys)
     assert code == 0, err
     predictions = read_tsv(tmp_path / "pred/predict_results.tsv")
     assert [p["prediction"] for p in predictions] == ["positive", "negative"]
+
+
+def test_tabs_and_line_breaks_in_sentences_keep_the_reports_one_row_each(quickstart_run, tmp_path, capsys):
+    rows = [{"sentence": "the film is\twonderful .\nreally", "label": 0}, {"sentence": "awful\r\n.", "label": 1}]
+    (tmp_path / "odd.json").write_text(json.dumps(rows))
+    code, err = run_in_process(["--model_name_or_path", quickstart_run, "--validation_file", tmp_path / "odd.json",
+                                "--test_file", tmp_path / "odd.json", "--do_eval", "--do_predict",
+                                "--output_dir", tmp_path / "out"], capsys)
+    assert code == 0, err
+    for name, expected_rows in (("predict_results.tsv", 2), ("eval_failures.tsv", None)):
+        lines = (tmp_path / "out" / name).read_text().splitlines()
+        assert all(line.count("\t") == lines[0].count("\t") for line in lines), lines
+        if expected_rows:
+            assert [line.split("\t")[-1] for line in lines[1:]] == ["the film is wonderful . really", "awful ."]
 
 
 # ---- Bad input: one line naming the file and row, exit code 2, nothing written
@@ -189,6 +221,8 @@ BAD_TRAIN_FILES = [
     ("broken.json", '[{"sentence": "a", "label": 1},', "broken JSON"),
     ("nolabel.tsv", "sentence\tlabel\ngood \t1\nbad \t\n", "line 3: missing label"),
     ("emptytext.tsv", "sentence\tlabel\ngood \t1\n\t0\n", "line 3: empty or missing 'sentence'"),
+    ("numbertext.json", '[{"sentence": 12, "label": 1}]', "record 0: 'sentence' is int 12, not text"),
+    ("superscript.tsv", "sentence\tlabel\ngood \t\u00b9\n", "line 2: label '\u00b9' is not 0/1"),  # "¹".isdigit()
 ]
 
 

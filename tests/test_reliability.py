@@ -168,6 +168,27 @@ def test_a_checkpoint_is_checked_against_the_model_before_training(max_shard_siz
         common.check_training_setup(args, AutoModelForSequenceClassification.from_config(config), str(checkpoint))
 
 
+def test_a_checkpoint_with_another_head_or_tied_weights(tmp_path):
+    """A SQuAD checkpoint resumed by an SST-2 run: same shapes where names agree, but other head weights (the
+    Trainer would load it with warnings and then fail on the optimizer state). Tied weights, saved once, are no
+    mismatch."""
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForQuestionAnswering
+    from transformers import AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(REPO_DIR / "assets/tiny-bert", num_labels=2)
+    args = common.TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    AutoModelForQuestionAnswering.from_config(config).save_pretrained(tmp_path / "squad")
+    with pytest.raises(common.InputError, match=r"cannot resume from .*squad: it holds the weights of another model "
+                                                r"\(not in the checkpoint: bert\.pooler\.dense\.weight, "
+                                                r"bert\.pooler\.dense\.bias, classifier\.weight, \.\.\.; in the "
+                                                r"checkpoint but not in this model: qa_outputs\.bias, "
+                                                r"qa_outputs\.weight\)"):
+        common.check_training_setup(args, AutoModelForSequenceClassification.from_config(config), str(tmp_path / "squad"))
+    masked_lm = AutoModelForMaskedLM.from_config(config)  # its decoder weight is the word embeddings
+    masked_lm.save_pretrained(tmp_path / "mlm")
+    common.check_training_setup(args, masked_lm, str(tmp_path / "mlm"))
+
+
 def test_rerunning_a_finished_run_picks_its_last_checkpoint(uninterrupted_run):
     assert common.checkpoint_to_resume(training_args(uninterrupted_run)) == str(uninterrupted_run / "checkpoint-30")
 
@@ -428,6 +449,50 @@ def test_unknown_recipe_key_and_broken_recipe(tmp_path, capsys, script):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("content, message", [
+    ("learning_rate: abc\n", "argument --learning_rate/--learning-rate: invalid float value: 'abc'; fix the value in "
+                             "recipe file {recipe} or the command line"),
+    ("max_steps: 1e3\n", "argument --max_steps/--max-steps: invalid int value: '1e3'"),
+    ("num_train_epochs: [1, 2]\n", "recipe file {recipe}: 'num_train_epochs' takes one value, not a list"),
+])
+def test_a_recipe_value_of_the_wrong_type_is_one_line(tmp_path, capsys, script, content, message):
+    """Not argparse's usage text (~130 lines) above the message."""
+    module, run = script
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(content)
+    code, err = run_in_process([recipe, *run, "--output_dir", tmp_path / "out"], capsys, module)
+    one_line_error(code, err, message.format(recipe=recipe))
+    assert not (tmp_path / "out").exists()
+
+
+def test_push_to_hub_offline_is_one_line_before_anything(tmp_path, capsys, script):
+    module, run = script  # the tests run with HF_HUB_OFFLINE=1
+    code, err = run_in_process([*run, "--output_dir", tmp_path / "out", "--push_to_hub", "--hub_model_id", "me/x"],
+                               capsys, module)
+    one_line_error(code, err, "--push_to_hub: HF_HUB_OFFLINE=1 is set, so nothing can be pushed")
+    assert not (tmp_path / "out").exists()
+
+
+def test_push_to_hub_without_network_stops_before_training(tmp_path):
+    """The Trainer creates the Hub repository when it is built, before training: an unreachable Hub is one line
+    there (after the data is tokenized), not a traceback."""
+    import socket
+
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    result = subprocess.run(script_command(*SHORT_RUN, "--output_dir", tmp_path / "out", "--push_to_hub",
+                                           "--hub_model_id", "me/x"), capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": endpoint, "HF_TOKEN": "hf_" + "x" * 30})
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (f"error: --push_to_hub: could not create the Hub repository me/x (could not reach the Hub at "
+                    f"{endpoint} (no network?)); nothing was trained: fix that, or drop --push_to_hub and push later "
+                    "with push_to_hub.py"), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "x" * 30 not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("flag", ["--lerning_rate", "--learning_rat"])  # a typo, a cut name (argparse's prefix match)
 def test_unknown_flag(tmp_path, capsys, script, flag):
     module, run = script
@@ -478,6 +543,9 @@ def test_an_empty_flag_unsets_the_recipes_model_and_persistent_workers_need_work
     (["--max_train_samples", 0], "--max_train_samples must be at least 1 (got 0)"),
     (["--max_eval_samples", 0], "--max_eval_samples must be at least 1 (got 0)"),
     (["--cpu_threads", 0], "--cpu_threads must be at least 1 (got 0)"),
+    (["--learning_rate", -1], "--learning_rate must not be negative (got -1)"),
+    (["--dataloader_num_workers", -1], "--dataloader_num_workers must be 0 or more (got -1)"),
+    (["--max_seq_length", 0], "--max_seq_length must be at least 1 (got 0)"),  # the tokenizer: no truncation
 ])
 def test_sizes_that_would_fail_deep_in_a_run_or_train_nothing(tmp_path, capsys, script, flags, message):
     module, run = script
@@ -492,6 +560,20 @@ def test_an_output_dir_that_is_a_file(tmp_path, capsys, script):
     code, err = run_in_process([*run, "--output_dir", tmp_path / "results"], capsys, module)
     one_line_error(code, err, f"--output_dir {tmp_path / 'results'} is a file, not a folder")
     assert (tmp_path / "results").read_text() == "mine"
+
+
+def test_an_output_dir_below_a_file_or_in_a_read_only_folder(tmp_path, capsys, script, monkeypatch):
+    """Found before any training, not at the first save after it."""
+    module, run = script
+    (tmp_path / "results").write_text("mine")
+    code, err = run_in_process([*run, "--output_dir", tmp_path / "results" / "run1"], capsys, module)
+    one_line_error(code, err, f"{tmp_path / 'results'} is a file, not a folder")
+    (tmp_path / "read-only").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: real_access(path, mode) and "read-only" not in str(path))
+    code, err = run_in_process([*run, "--output_dir", tmp_path / "read-only" / "run1"], capsys, module)
+    one_line_error(code, err, f"{tmp_path / 'read-only'} is not writable here (read-only or no permission)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["read-only", "results"]
 
 
 def test_a_recipes_relative_path_run_from_another_folder_says_where_to_run(tmp_path, capsys, monkeypatch):

@@ -98,6 +98,9 @@ def test_long_question_is_truncated_not_fatal(tokenizer, repeats):
 def test_stride_too_large_and_slow_tokenizer_are_clear_errors(tokenizer):
     with pytest.raises(InputError, match="--doc_stride 40 leaves no new context.*below 29"):
         check_qa_tokenizer(tokenizer, max_seq_length=48, doc_stride=40, max_query_length=16)
+    with pytest.raises(InputError, match="--max_seq_length 8 leaves 0 tokens of context after a question of up to "
+                                         "--max_query_length 16 tokens"):  # not "use --doc_stride below -11"
+        check_qa_tokenizer(tokenizer, max_seq_length=8, doc_stride=4, max_query_length=16)
     with pytest.raises(InputError, match="fast tokenizer"):
         check_qa_tokenizer(types.SimpleNamespace(is_fast=False), 384, 128, 64)
     with pytest.raises(InputError, match="doc_stride"):
@@ -286,8 +289,23 @@ def test_nested_gzip_and_flat_rows_load_the_same_records(tmp_path):
     assert load_squad_file(tmp_path / "test.json", with_answers=False) == test_rows
 
 
+def test_a_flat_csv_whose_context_spans_lines(tmp_path):
+    """csv.writer quotes a field holding line breaks; the answer after them must still be where answer_start says."""
+    import csv
+
+    context = "Marlow lies on the river Tess.\r\nIts main trade is timber."
+    row = {"id": "1", "title": "T", "context": context, "question": "Which trade?",
+           "answers": {"text": ["timber"], "answer_start": [context.index("timber")]}}
+    with open(tmp_path / "dev.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(list(row))
+        writer.writerow([json.dumps(v) if isinstance(v, dict) else v for v in row.values()])
+    assert load_squad_file(tmp_path / "dev.csv") == [row]
+
+
 BAD_FILES = [
     ("start.json", squad_document([qa(start=3)]), "answer_start 3 points at 'low ', not at the answer 'Tess'"),
+    ("negative.json", squad_document([qa(start=-5)]), "answer_start -5 is negative"),  # context[-5:-1] == "Tess"
     ("context.json", squad_document([qa(start=0, text="x")], context="   "), "empty context"),
     ("question.json", squad_document([qa(question=" ")]), "empty question"),
     ("missing.json", squad_document([{"id": "1", "answers": []}]), "missing field 'question'"),
