@@ -283,6 +283,18 @@ def redact_secrets(args):
     return safe
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice is an error: YAML keeps the last silently, so a second
+    learning_rate line further down would quietly win."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(None, None, f"key '{repeated[0]}' is given twice", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def recipe_to_flags(path, actions):
     """Turns a YAML/JSON recipe (a flat mapping of flag -> value) into command-line flags."""
     if not path.endswith(RECIPE_SUFFIXES):
@@ -291,7 +303,7 @@ def recipe_to_flags(path, actions):
         raise InputError(f"recipe file {path} not found; give the path to a file under recipes/")
     try:
         with open(path, encoding="utf-8") as f:
-            recipe = yaml.safe_load(f)  # YAML is a superset of JSON, so one loader reads both
+            recipe = yaml.load(f, Loader=RecipeLoader)  # YAML is a superset of JSON, so one loader reads both
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise InputError(f"recipe file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
     if not isinstance(recipe, dict):

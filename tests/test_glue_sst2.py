@@ -59,7 +59,9 @@ def test_json_recipe_and_plain_flags(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [("learning_rat: 1e-5\n", "unknown key 'learning_rat'"),
-                                              ("- a\n- b\n", "must be a mapping")])
+                                              ("- a\n- b\n", "must be a mapping"),
+                                              ("learning_rate: 1e-5\nseed: 1\nlearning_rate: 2e-5\n",
+                                               "key 'learning_rate' is given twice")])  # YAML: the last would win
 def test_bad_recipe_is_one_clear_error(tmp_path, capsys, content, message):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(content)
