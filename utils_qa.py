@@ -154,7 +154,12 @@ def truncate_questions(questions, tokenizer, max_query_length):
         too_long = []
         for i, offsets in zip(todo, encoded["offset_mapping"]):
             if len(offsets) > max_query_length:
-                questions[i] = questions[i][:offsets[max_query_length - 1][1]]
+                cut = offsets[max_query_length - 1][1]  # after the last token kept
+                if cut >= len(questions[i]):
+                    # The tokens past the limit share the last kept character (one Hangul syllable can be 3 tokens):
+                    # drop that character, or the same text would come back forever.
+                    cut = offsets[max_query_length - 1][0]
+                questions[i] = questions[i][:min(cut, len(questions[i]) - 1)]
                 too_long.append(i)
         todo = too_long  # re-check: a cut question can tokenize differently (rare, BPE)
     return questions
@@ -212,6 +217,10 @@ def windows_from_pairs(examples, tokenizer, max_seq_length, doc_stride, max_quer
     context_start, context_offsets = [], []
     for i, offsets in enumerate(offset_mapping):
         sequence_ids = tokenized.sequence_ids(i)  # the context's tokens are contiguous
+        if context_id not in sequence_ids:  # a context the tokenizer reduces to nothing (zero-width characters)
+            context_start.append(len(sequence_ids))
+            context_offsets.append([])
+            continue
         first = sequence_ids.index(context_id)
         last = len(sequence_ids) - 1 - sequence_ids[::-1].index(context_id)
         context_start.append(first)
@@ -268,8 +277,14 @@ def windows_from_shared_contexts(examples, tokenizer, max_seq_length, doc_stride
     context_index = {}
     context_of_example = [context_index.setdefault(context, len(context_index)) for context in examples["context"]]
     contexts = tokenizer(list(context_index), return_offsets_mapping=True, **alone)
-    template = pair_template(tokenizer, question_texts[0], examples["context"][0], questions[0],
-                             contexts["input_ids"][0], contexts["offset_mapping"][0], max_seq_length)
+    # The template comes from a pair where both texts have tokens (a context of zero-width characters has none)
+    sample = next((i for i, (question, context) in enumerate(zip(questions, context_of_example))
+                   if question and contexts["input_ids"][context]), None)
+    if sample is None:
+        return None
+    template = pair_template(tokenizer, question_texts[sample], examples["context"][sample], questions[sample],
+                             contexts["input_ids"][context_of_example[sample]],
+                             contexts["offset_mapping"][context_of_example[sample]], max_seq_length)
     if template is None:
         return None
     head, _, between, _, tail = template["input_ids"]
@@ -473,11 +488,12 @@ def postprocess_qa_predictions(examples, features, predictions, version_2_with_n
     [prefix_]null_odds.json atomically.
     """
     start_logits, end_logits = (np.asarray(p) for p in predictions)
-    if len(start_logits) != len(features):
-        raise ValueError(f"got {len(start_logits)} predictions for {len(features)} features")
+    feature_example_ids = column(features, "example_id")  # len(features) of a dict of lists counts its keys
+    if len(start_logits) != len(feature_example_ids):
+        raise ValueError(f"got {len(start_logits)} predictions for {len(feature_example_ids)} features")
     example_ids, contexts = column(examples, "id"), column(examples, "context")
     index_of_id = {qid: i for i, qid in enumerate(example_ids)}
-    example_of_feature = np.array([index_of_id[qid] for qid in column(features, "example_id")], dtype=np.int64)
+    example_of_feature = np.array([index_of_id[qid] for qid in feature_example_ids], dtype=np.int64)
     if len(np.unique(example_of_feature)) != len(example_ids):
         raise ValueError("every example needs at least one feature; pass the examples the features were made from")
     scores, (starts, start_char), (ends, end_char) = candidate_spans(

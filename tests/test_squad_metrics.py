@@ -78,3 +78,11 @@ def test_no_answer_probability_above_the_threshold_counts_as_empty(squad_v2):
                             references=[{"id": "0", "answers": {"text": [], "answer_start": []}}],
                             no_answer_threshold=0.5)["exact"] == 100.0
     assert v2(squad_v2, rows)["exact"] == 0.0  # default threshold 1.0: the text counts
+
+
+def test_v2_a_question_whose_gold_normalizes_to_nothing_is_still_answerable(squad_v2):
+    """The official script counts a question as answerable when it has gold answers, whatever they normalize to:
+    ["."] is HasAns, scored against "" (an empty prediction matches it)."""
+    scores = v2(squad_v2, [("", ["."], 0.2), ("red", ["red"], 0.9)])
+    assert scores["HasAns_total"] == 2 and "NoAns_total" not in scores
+    assert scores["exact"] == 100.0

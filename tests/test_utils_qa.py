@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, BatchEncoding
 from common import InputError
 from utils_qa import (
     check_qa_tokenizer, load_squad_file, null_probability, overflow_covers_long_contexts, postprocess_qa_predictions,
-    prepare_eval_features, prepare_train_features, windows_from_pairs, windows_from_shared_contexts,
+    prepare_eval_features, prepare_train_features, truncate_questions, windows_from_pairs, windows_from_shared_contexts,
 )
 
 sys.path.insert(0, str(REPO_DIR / "benchmarks"))
@@ -105,6 +105,40 @@ def test_stride_too_large_and_slow_tokenizer_are_clear_errors(tokenizer):
         check_qa_tokenizer(types.SimpleNamespace(is_fast=False), 384, 128, 64)
     with pytest.raises(InputError, match="doc_stride"):
         windows(FIXTURES[:1], tokenizer, doc_stride=30)
+
+
+def test_cutting_a_question_whose_characters_are_several_tokens_ends(tokenizer):
+    """A Hangul syllable is 3 tokens with the same character offsets in MiniLM's vocabulary: cutting after the last
+    kept token kept the whole syllable, the same text came back, and tokenization looped forever."""
+    calls = []
+
+    def three_tokens_per_hangul(texts, **_):  # offsets as the real tokenizer gives them
+        calls.append(texts)
+        assert len(calls) < 10, "no progress"
+        return {"offset_mapping": [[(i, i + 1) for i, ch in enumerate(text) for _ in range(3 if ch == "한" else 1)]
+                                   for text in texts]}
+
+    [cut] = truncate_questions(["why " * 15 + "한한"], three_tokens_per_hangul, max_query_length=62)
+    assert cut == "why " * 15 and len(calls) == 3
+    assert truncate_questions(["why " * 15 + "한"], three_tokens_per_hangul, max_query_length=63) == ["why " * 15 + "한"]
+
+
+def test_a_context_without_tokens_gets_a_window_wherever_it_is_in_the_batch(tokenizer):
+    """Zero-width characters pass validation (str.strip keeps them) but the tokenizer removes them: such a context
+    first in a batch made the windows fall back on the tokenizer's own and fail there."""
+    empty = {"id": "z", "title": "", "context": "\u200b\u200b", "question": "what?",
+             "answers": {"text": [], "answer_start": []}}
+    normal = example("n", "Marlow lies on the river Tess.", "Which river?", "Tess")
+    assert tokenizer("\u200b\u200b", add_special_tokens=False)["input_ids"] == []
+    for records in ([empty, normal], [normal, empty]):
+        batch = {name: [record[name] for record in records] for name in empty}
+        features = prepare_eval_features(batch, tokenizer, **WINDOWS, pad_to_max_length=False)
+        decoded = {qid: tokenizer.decode(ids) for qid, ids in zip(features["example_id"], features["input_ids"])}
+        assert decoded == {"z": "[CLS] what? [SEP] [SEP]",
+                           "n": "[CLS] which river? [SEP] marlow lies on the river tess. [SEP]"}
+        assert features["offset_mapping"][features["example_id"].index("z")] == [None] * 5
+        train = prepare_train_features(batch, tokenizer, **WINDOWS, pad_to_max_length=False)
+        assert train["start_positions"][features["example_id"].index("z")] == 0  # CLS: no answer here
 
 
 @pytest.mark.parametrize("pad_to_max_length", [False, True])
@@ -258,6 +292,8 @@ def test_vectorized_answers_equal_the_straightforward_loop(tokenizer, pad_to_max
         # plain Python inputs (a notebook's lists) take the other path to the same answers
         assert postprocess_qa_predictions(examples.to_list(), evaluation.to_list(), logits, n_best_size=n_best,
                                           max_answer_length=max_length) == reference
+        assert postprocess_qa_predictions(examples.to_dict(), evaluation.to_dict(), logits, n_best_size=n_best,
+                                          max_answer_length=max_length) == reference  # len() of a dict: its keys
 
 
 # ---- Loading and bad input

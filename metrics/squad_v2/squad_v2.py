@@ -87,7 +87,9 @@ def squad_v2_scores(predictions, golds, no_answer_probability, no_answer_thresho
     missing = set(golds) - set(predictions)
     if missing:
         raise ValueError(f"{len(missing)} questions have no prediction, e.g. {sorted(missing)[0]}")
-    has_answer = {qid: any(normalize_answer(g) for g in texts) for qid, texts in golds.items()}
+    # As the official script: a question with any gold answer is answerable, even if every gold text normalizes to
+    # nothing (["."]); raw_scores then compares the prediction with "".
+    has_answer = {qid: bool(texts) for qid, texts in golds.items()}
     exact_raw, f1_raw = raw_scores(predictions, golds)
     exact = apply_threshold(exact_raw, no_answer_probability, has_answer, no_answer_threshold)
     f1 = apply_threshold(f1_raw, no_answer_probability, has_answer, no_answer_threshold)
