@@ -581,4 +581,5 @@ def write_predictions(output_dir, prefix, answers, nbest, null_odds):
 
 def null_probability(null_odds):
     """Null score - best answer score as a probability that there is no answer (what squad_v2's thresholds use)."""
-    return 1.0 / (1.0 + np.exp(-np.clip(null_odds, -50, 50)))
+    # float64: in the logits' float32 every odds above ~17 would be 1.0, tied for squad_v2's threshold search
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(null_odds, dtype=np.float64), -50, 50)))

@@ -263,6 +263,14 @@ def test_v2_gold_peaking_logits_score_100_with_real_null_odds(tokenizer, tmp_pat
     assert json.loads((tmp_path / "null_odds.json").read_text()) == pytest.approx(null_odds)
 
 
+def test_no_answer_probabilities_of_large_null_odds_stay_ordered():
+    """squad_v2's threshold search sorts questions by this probability: float32 made every odds above ~17 equal 1."""
+    odds = np.array([15.0, 20.0, 30.0], dtype=np.float32)
+    probabilities = [float(null_probability(o)) for o in odds]
+    assert probabilities == sorted(set(probabilities)) and probabilities[-1] < 1.0
+    assert float(null_probability(np.float32(-2.0))) == pytest.approx(1 / (1 + np.exp(2.0)))
+
+
 def test_null_score_diff_threshold_decides_between_null_and_span(tokenizer):
     record = example("q", "Marlow lies on the river Tess.", "Which river?", "Tess")
     examples, train, evaluation = windows([record], tokenizer)
