@@ -276,11 +276,25 @@ def usage_snippet(task, repo_id):
                 f'classifier = pipeline("text-classification", model="{repo_id}")\n'
                 f'print(classifier("a gripping, beautifully acted film"))\n'
                 f"# [{{'label': 'positive', 'score': ...}}]")
-    return (f'from transformers import pipeline\n\n'
-            f'qa = pipeline("question-answering", model="{repo_id}")\n'
-            f'print(qa(question="Where is the Eiffel Tower?",\n'
-            f'         context="The Eiffel Tower is a wrought-iron lattice tower in Paris, France."))\n'
-            f"# {{'answer': 'Paris, France', 'score': ..., 'start': ..., 'end': ...}}")
+    # transformers 5 has no "question-answering" pipeline: the model, its logits and the best span in the context
+    return (f'import torch\n'
+            f'from transformers import AutoModelForQuestionAnswering, AutoTokenizer\n\n'
+            f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n'
+            f'model = AutoModelForQuestionAnswering.from_pretrained("{repo_id}").eval()\n'
+            f'question = "Where is the Eiffel Tower?"\n'
+            f'context = "The Eiffel Tower is a wrought-iron lattice tower in Paris, France."\n'
+            f'inputs = tokenizer(question, context, truncation="only_second", return_offsets_mapping=True,\n'
+            f'                   return_tensors="pt")  # a longer context is cut: run_squad.py --do_predict uses windows\n'
+            f'offsets = inputs.pop("offset_mapping")[0]\n'
+            f'outside = torch.tensor([sequence != 1 for sequence in inputs.sequence_ids(0)])  # the question, [CLS]...\n'
+            f'with torch.no_grad():\n'
+            f'    outputs = model(**inputs)\n'
+            f'start_logits = outputs.start_logits[0].masked_fill(outside, float("-inf"))\n'
+            f'end_logits = outputs.end_logits[0].masked_fill(outside, float("-inf"))\n'
+            f'start = int(start_logits.argmax())\n'
+            f'end = start + int(end_logits[start:start + 30].argmax())  # answers of at most 30 tokens\n'
+            f'print(context[offsets[start][0]:offsets[end][1]])\n'
+            f'# Paris, France')
 
 
 def recipe_of(argv):

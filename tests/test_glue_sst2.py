@@ -1,6 +1,7 @@
 import csv
 import gzip
 import json
+import re
 
 import evaluate
 import pytest
@@ -274,3 +275,10 @@ def test_dataset_by_name_with_glue_schema_and_unlabeled_test_split(tmp_path, cap
     results = json.loads((tmp_path / "o/eval_results.json").read_text())
     assert results["eval_samples"] == 60
     assert len(read_tsv(tmp_path / "o/predict_results.tsv")) == 20
+
+
+def test_the_model_cards_usage_snippet_classifies(quickstart_run, capsys):
+    from model_card import usage_snippet
+
+    exec(usage_snippet("sst2", str(quickstart_run)), {})
+    assert re.match(r"\[\{'label': '(positive|negative)', 'score': ", capsys.readouterr().out.strip().splitlines()[-1])

@@ -133,3 +133,12 @@ def test_dataset_by_name_with_the_squad_schema(tmp_path, capsys):
     assert code == 0, err
     results = json.loads((tmp_path / "out/eval_results.json").read_text())
     assert results["eval_samples"] == 40 and "eval_f1" in results
+
+
+def test_the_model_cards_usage_snippet_answers_from_the_context(quickstart_run, capsys):
+    """transformers 5 has no question-answering pipeline; the card's (and README's) snippet works without it."""
+    from model_card import usage_snippet
+
+    exec(usage_snippet("squad", str(quickstart_run)), {})
+    answer = capsys.readouterr().out.strip().splitlines()[-1]
+    assert answer and answer in "The Eiffel Tower is a wrought-iron lattice tower in Paris, France."
