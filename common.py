@@ -640,6 +640,35 @@ class OrderedEvalTrainer(Trainer):
             raise InputError(f"--push_to_hub: could not create the Hub repository {repo} ({reason}); nothing was "
                              "trained: fix that, or drop --push_to_hub and push later with push_to_hub.py") from None
 
+    def _push_from_checkpoint(self, checkpoint_folder):
+        """--hub_strategy every_save / checkpoint / all_checkpoints: the Trainer uploads the whole output folder at
+        each save, skipping only checkpoint folders. Skip as well what our final push never uploads: predictions and
+        failure reports that quote the data, and README.md / MODEL_CARD.md (a README.md may be the user's; the card
+        comes with the final push)."""
+        import transformers.trainer as trainer_module
+        from model_card import CARD_FALLBACK, IGNORE_PATTERNS
+
+        real_hf_api, output_dir = trainer_module.hf_api, self.args.output_dir
+
+        class OutputFolderFiltered:
+            def __init__(self, api):
+                self.api = api
+
+            def __getattr__(self, name):
+                return getattr(self.api, name)
+
+            def upload_folder(self, **kwargs):
+                if kwargs.get("folder_path") == output_dir:
+                    kwargs["ignore_patterns"] = [*(kwargs.get("ignore_patterns") or []), *IGNORE_PATTERNS,
+                                                 "README.md", CARD_FALLBACK]
+                return self.api.upload_folder(**kwargs)
+
+        trainer_module.hf_api = lambda: OutputFolderFiltered(real_hf_api())
+        try:
+            super()._push_from_checkpoint(checkpoint_folder)
+        finally:
+            trainer_module.hf_api = real_hf_api
+
     def _prepare_inputs(self, inputs):
         inputs = super()._prepare_inputs(inputs)
         if self.args.torch_compile and not self.static_shapes:

@@ -341,6 +341,29 @@ def test_user_readme_survives_a_failed_training_push_and_its_retry(hub, hf_home,
     assert "## Reproduce" in text  # the card the training run wrote, not one rebuilt from the folder
 
 
+def test_pushes_during_training_skip_predictions_and_the_users_readme(hub, hf_home, tmp_path):
+    """--hub_strategy every_save uploads the output folder at every save: never the evaluation's predictions (they
+    quote the data) nor a README.md of the user's, in any commit of the history."""
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+    (output_dir / "README.md").write_text(USER_README)
+    repo_id = "org/squad-every-save"
+    result = run_script("run_squad.py", "recipes/squad/quickstart.yaml", "--output_dir", output_dir,
+                        "--num_train_epochs", 2, "--eval_strategy", "epoch", "--save_strategy", "epoch",
+                        "--do_predict", "false", "--push_to_hub", "--hub_model_id", repo_id,
+                        "--hub_strategy", "every_save", "--hub_always_push", "true", env=hub_env(hub, hf_home))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (output_dir / "eval_predictions.json").exists()  # written by the evaluations during training
+    commits = hub.repos[repo_id].commits
+    assert any(c.title.startswith("Training in progress") for c in commits)
+    for commit in commits:
+        assert not any("predictions" in path or "nbest" in path or "failures" in path for path in commit.files), \
+            (commit.title, sorted(commit.files))
+        assert not any(b"My notes" in content for content in commit.files.values()), commit.title
+    text, _ = card_of(hub.files(repo_id))
+    assert "model card written by model_card.py" in text and f'from_pretrained("{repo_id}")' in text
+
+
 def test_user_readme_survives_push_to_hub(hub, hf_home, pushed, tmp_path):
     output_dir = tmp_path / "copy"
     shutil.copytree(pushed[0], output_dir)
