@@ -758,6 +758,9 @@ def save_metrics(output_dir, split, metrics):
 
 
 CHECKPOINT_NAME = re.compile(r"checkpoint-\d+")
+# What a training run writes into --output_dir before its first checkpoint (evaluations during training, TensorBoard)
+WRITTEN_BEFORE_FIRST_CHECKPOINT = {"eval_predictions.json", "eval_nbest_predictions.json", "eval_null_odds.json",
+                                   "runs"}
 MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
                "adapter_model.safetensors", "pytorch_model_fsdp_0")  # the last one: FSDP's sharded state dict folder
 
@@ -827,9 +830,9 @@ def checkpoint_to_resume(training_args):
         return str(complete[-1])
     if training_args.overwrite_output_dir:
         return None
-    if checkpoints and all(p in checkpoints for p in output_dir.iterdir()):
-        # only half-written checkpoints: this run was killed while saving its first one; it starts again and
-        # overwrites them when it gets there
+    if all(p in checkpoints or p.name in WRITTEN_BEFORE_FIRST_CHECKPOINT for p in output_dir.iterdir()):
+        # only what this run writes before its first complete checkpoint (half-written checkpoints, evaluation
+        # predictions): it was killed before that checkpoint; it starts again and overwrites them as it goes
         return None
     raise InputError(
         f"--output_dir {output_dir} is not empty and holds no checkpoint to resume; choose another --output_dir "

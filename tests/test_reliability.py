@@ -150,6 +150,21 @@ def test_a_run_killed_while_saving_its_first_checkpoint_starts_again(tmp_path):
     assert common.checkpoint_to_resume(training_args(tmp_path)) is None
 
 
+@pytest.mark.parametrize("half_written_checkpoint", [False, True])
+def test_a_squad_run_killed_after_an_evaluation_before_its_first_checkpoint_starts_again(tmp_path,
+                                                                                        half_written_checkpoint):
+    """An evaluation during training writes eval_predictions.json (and n-best, v2: null odds) into --output_dir:
+    the rerun of the same command must not take them for a user's files."""
+    for name in ("eval_predictions.json", "eval_nbest_predictions.json", "eval_null_odds.json"):
+        (tmp_path / name).write_text("{}")
+    if half_written_checkpoint:
+        (tmp_path / "checkpoint-15").mkdir()
+    assert common.checkpoint_to_resume(training_args(tmp_path)) is None
+    (tmp_path / "notes.txt").write_text("mine")  # a file of the user's: refused as before
+    with pytest.raises(common.InputError, match="is not empty and holds no checkpoint to resume"):
+        common.checkpoint_to_resume(training_args(tmp_path))
+
+
 @pytest.mark.parametrize("max_shard_size", [None, "40KB"])  # one weights file, or an index and shards
 def test_a_checkpoint_is_checked_against_the_model_before_training(max_shard_size, tmp_path):
     from transformers import AutoConfig, AutoModelForSequenceClassification
