@@ -233,26 +233,28 @@ def hyperparameters(training_args, data_args=None, trainer_state=None):
 
 
 def training_results_table(log_history):
-    """One row per evaluation (with the latest training loss before it), as the Trainer's cards show them."""
+    """One row per evaluation (with the latest training loss before it), as the Trainer's cards show them. SQuAD's
+    evaluation has no loss: then no Validation Loss column."""
     rows, last_train_loss = [], "No log"
     metric_names = []
+    skipped = ("eval_loss", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "eval_samples")
     for entry in log_history or []:
         if "loss" in entry:
             last_train_loss = f"{entry['loss']:.4f}"
-        if any(k.startswith("eval_") for k in entry) and "eval_loss" in entry:
+        if any(k.startswith("eval_") and k not in skipped[1:] for k in entry):
             for key in entry:
-                if key.startswith("eval_") and key not in ("eval_loss", "eval_runtime", "eval_samples_per_second",
-                                                             "eval_steps_per_second", "eval_samples") \
-                        and key not in metric_names:
+                if key.startswith("eval_") and key not in skipped and key not in metric_names:
                     metric_names.append(key)
             rows.append((last_train_loss, entry))
     if not rows:
         return None
-    header = ["Training Loss", "Epoch", "Step", "Validation Loss"] + [k[len("eval_"):].replace("_", " ").title()
-                                                                     for k in metric_names]
+    with_loss = any("eval_loss" in entry for _, entry in rows)
+    header = (["Training Loss", "Epoch", "Step"] + ["Validation Loss"] * with_loss
+              + [k[len("eval_"):].replace("_", " ").title() for k in metric_names])
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(":---:" for _ in header) + "|"]
     for train_loss, entry in rows:
-        cells = [train_loss, f"{entry.get('epoch', 0):.1f}", str(entry.get("step", "")), f"{entry['eval_loss']:.4f}"]
+        cells = [train_loss, f"{entry.get('epoch', 0):.1f}", str(entry.get("step", ""))]
+        cells += [f"{entry['eval_loss']:.4f}" if "eval_loss" in entry else ""] * with_loss
         cells += [f"{entry[k]:.4f}" if isinstance(entry.get(k), (int, float)) else "" for k in metric_names]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

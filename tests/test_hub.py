@@ -429,6 +429,9 @@ def test_squad_card_metrics(tmp_path):
     from model_card import build_model_card
 
     (tmp_path / "config.json").write_text("{}")
+    log_history = [{"loss": 2.5, "step": 50, "epoch": 0.5}, {"eval_exact": 61.0, "eval_f1": 64.5, "step": 100,
+                                                             "epoch": 1.0, "eval_runtime": 3.0}]
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": log_history}))
     card = build_model_card(tmp_path, "org/bert-squad", "squad_v2", model_name_or_path="google-bert/bert-base-cased",
                             metrics={"eval_exact": 71.5, "eval_f1": 74.25, "eval_HasAns_exact": 70.0},
                             dataset_name="rajpurkar/squad_v2", argv=None, license="apache-2.0")
@@ -437,4 +440,6 @@ def test_squad_card_metrics(tmp_path):
     assert metadata["datasets"] == ["rajpurkar/squad_v2"] and metadata["pipeline_tag"] == "question-answering"
     metrics = {m["type"]: m["value"] for m in metadata["model-index"][0]["results"][0]["metrics"]}
     assert metrics == {"exact_match": 71.5, "f1": 74.25}
-    assert 'pipeline("question-answering", model="org/bert-squad")' in card
+    assert 'AutoModelForQuestionAnswering.from_pretrained("org/bert-squad")' in card
+    # SQuAD's evaluation has no loss: the training results table still has its rows
+    assert "| Training Loss | Epoch | Step | Exact | F1 |" in card and "| 2.5000 | 1.0 | 100 | 61.0000 | 64.5000 |" in card
