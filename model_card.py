@@ -5,6 +5,9 @@ The scripts call, once everything is saved and on the main process only:
     push_output_dir(training_args, task="sst2", model_args=model_args, data_args=data_args,
                     metrics=all_metrics, argv=sys.argv)
 
+or, after training without --push_to_hub, save_model_card(...) with the same arguments (push_to_hub.py pushes
+that card later).
+
 Our push, not Trainer.push_to_hub: the Trainer's card names the base model by whatever path was given (a local
 folder path would leak into a public card) and has no usage snippet. A failed push raises PushError (an
 InputError: one line, exit code 2) saying what failed and the exact retry command; the output folder keeps the
@@ -12,6 +15,7 @@ trained model. `python push_to_hub.py OUTPUT_DIR --hub_model_id ID` retries with
 """
 
 import json
+import logging
 import os
 import re
 import shlex
@@ -25,6 +29,8 @@ CARD_MARKER = "<!-- model card written by model_card.py"  # in every card we wri
 CARD_FALLBACK = "MODEL_CARD.md"
 
 from common import InputError, atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 
 class PushError(InputError):
@@ -501,18 +507,12 @@ def check_no_token_in_files(output_dir, tokens, retry=""):
                                 "(TrainingArguments must not pickle hub_token), then retry" + (f": {retry}" if retry else ""))
 
 
-def push_output_dir(training_args, task, model_args=None, data_args=None, metrics=None, argv=None,
-                    license=None, language="en"):
-    """Writes the model card into training_args.output_dir and pushes the folder to training_args.hub_model_id.
-    Call it on the main process once the model, tokenizer, metrics and trainer state are saved."""
-    if not getattr(training_args, "should_save", True):
-        return None  # only the main process pushes
+def run_card(training_args, task, model_args=None, data_args=None, metrics=None, argv=None, license=None,
+             language="en"):
+    """(repo_id, card text) of a finished run, for training_args.hub_model_id (or the output folder's name), with
+    no token in it."""
     output_dir = Path(training_args.output_dir)
     repo_id = training_args.hub_model_id or output_dir.resolve().name
-    private = bool(getattr(training_args, "hub_private_repo", False))
-    revision = getattr(training_args, "hub_revision", None)
-    tokens = known_tokens(training_args)
-
     card = build_model_card(
         output_dir, repo_id, task,
         model_name_or_path=getattr(model_args, "model_name_or_path", None),
@@ -521,8 +521,36 @@ def push_output_dir(training_args, task, model_args=None, data_args=None, metric
         metrics=metrics, training_args=training_args, data_args=data_args, argv=argv,
         license=license, language=language,
     )
+    return repo_id, scrub_tokens(card, known_tokens(training_args))
+
+
+def save_model_card(training_args, task, **card_args):
+    """A run without --push_to_hub still gets its card (as the transformers examples write theirs), so that
+    push_to_hub.py later pushes the full card: base model, hyper-parameters, results, the command."""
+    _, card = run_card(training_args, task, **card_args)
+    try:
+        path = write_card(training_args.output_dir, card)
+    except InputError as error:  # the user's own README.md and MODEL_CARD.md: no place, not worth failing the run
+        logger.warning("No model card written: %s", error)
+        return None
+    logger.info("Model card written to %s", path)
+    return path
+
+
+def push_output_dir(training_args, task, model_args=None, data_args=None, metrics=None, argv=None,
+                    license=None, language="en"):
+    """Writes the model card into training_args.output_dir and pushes the folder to training_args.hub_model_id.
+    Call it on the main process once the model, tokenizer, metrics and trainer state are saved."""
+    if not getattr(training_args, "should_save", True):
+        return None  # only the main process pushes
+    output_dir = Path(training_args.output_dir)
+    private = bool(getattr(training_args, "hub_private_repo", False))
+    revision = getattr(training_args, "hub_revision", None)
+    tokens = known_tokens(training_args)
+    repo_id, card = run_card(training_args, task, model_args=model_args, data_args=data_args, metrics=metrics,
+                             argv=argv, license=license, language=language)
     retry = retry_command(output_dir, repo_id, private, revision)
-    card_file = write_card(output_dir, scrub_tokens(card, tokens), retry)
+    card_file = write_card(output_dir, card, retry)
     check_no_token_in_files(output_dir, tokens, retry)
     return upload_output_dir(output_dir, repo_id, token=training_args.hub_token, private=private, revision=revision,
                              tokens_to_hide=tokens, card=card_file)

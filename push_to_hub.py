@@ -30,13 +30,29 @@ def infer_task(output_dir):
     return "sst2"
 
 
+def renamed_card(card, old_id, new_id):
+    """The card with the repo id replaced where the card builder puts it (the marker, the model name in the metadata,
+    the usage snippet, the reproduce command; the title holds its last part) and nowhere else: a card written without a
+    push names the output folder ("out", "model"), which may also be a word of the text or the end of a path."""
+    old = re.escape(old_id)
+    places = [(rf"(; repo_id: )({old})( -->)", new_id), (rf"(?m)^((?:- name|model_name): ['\"]?)({old})(['\"]?)$", new_id),
+              (rf'(\(|model=)(")({old}")', None), (rf"(--hub_model_id '?)({old})('?(?:\s|$))", new_id),
+              (rf"(?m)^(# )({re.escape(old_id.split('/')[-1])})()$", new_id.split("/")[-1])]
+    for pattern, replacement in places:
+        if replacement is None:  # the snippet: "old" inside its quotes
+            card = re.sub(pattern, lambda m: f'{m.group(1)}"{new_id}"', card)
+        else:
+            card = re.sub(pattern, lambda m: m.group(1) + replacement + m.group(3), card)
+    return card
+
+
 def card_for(output_dir, repo_id, task):
     path = card_path(output_dir)
     if path.exists():  # card_path only gives a file that is missing or a card we wrote
         card = path.read_text(encoding="utf-8")
         old_id = re.search(re.escape(CARD_MARKER) + r"; repo_id: (\S+) -->", card)
         if old_id and old_id.group(1) != repo_id:
-            card = card.replace(old_id.group(1), repo_id)
+            card = renamed_card(card, old_id.group(1), repo_id)
         return card
     return build_model_card(output_dir, repo_id, task or infer_task(output_dir))
 

@@ -258,13 +258,18 @@ def main(argv=None):
             logger.info("Predictions for %d sentences written to predict_results.tsv", len(probabilities))
         clock.mark("predict")
 
-    # ---- Push: only once everything above is written, so a failed push leaves a complete output folder.
-    if training_args.push_to_hub and trainer.is_world_process_zero():
-        from model_card import push_output_dir
+    # ---- Push: only once everything above is written, so a failed push leaves a complete output folder. Without
+    # --push_to_hub a trained model still gets its card, for push_to_hub.py.
+    if (training_args.push_to_hub or training_args.do_train) and trainer.is_world_process_zero():
+        from model_card import push_output_dir, save_model_card
 
-        push_output_dir(training_args, task="sst2", model_args=model_args, data_args=data_args, metrics=all_metrics,
-                        argv=sys.argv)
-        clock.mark("push")
+        card_args = {"task": "sst2", "model_args": model_args, "data_args": data_args, "metrics": all_metrics,
+                     "argv": sys.argv}
+        if training_args.push_to_hub:
+            push_output_dir(training_args, **card_args)
+            clock.mark("push")
+        else:
+            save_model_card(training_args, **card_args)
     if trainer.is_world_process_zero():
         print(f"Wall time, seconds per phase: {clock}")  # printed like the Trainer's metrics blocks
 

@@ -364,6 +364,35 @@ def test_pushes_during_training_skip_predictions_and_the_users_readme(hub, hf_ho
     assert "model card written by model_card.py" in text and f'from_pretrained("{repo_id}")' in text
 
 
+def test_a_run_without_push_writes_the_full_card_that_push_to_hub_pushes_later(hub, hf_home, tmp_path):
+    """As the transformers examples do without --push_to_hub: the card is written at the end of training, so a later
+    push_to_hub.py publishes the hyper-parameters, the results and the command, not a card rebuilt from the folder."""
+    output_dir = tmp_path / "out"
+    result = run_script("run_glue_sst2.py", *TRAIN_ARGS, "--output_dir", output_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = (output_dir / "README.md").read_text()
+    for part in ("model card written by model_card.py", "- learning_rate: 0.001", "## Training results",
+                 "## Reproduce"):
+        assert part in card
+    pushed = run_script("push_to_hub.py", output_dir, "--hub_model_id", "org/pushed-later", env=hub_env(hub, hf_home))
+    assert pushed.returncode == 0, pushed.stderr[-3000:]
+    text, metadata = card_of(hub.files("org/pushed-later"))
+    assert "- learning_rate: 0.001" in text and "## Reproduce" in text and 'model="org/pushed-later"' in text
+    assert metadata["model-index"][0]["name"] == "org/pushed-later" and "\n# pushed-later\n" in text
+
+
+def test_renaming_a_card_touches_only_the_repo_id(tmp_path):
+    """A card written without a push names the output folder: "out" must not change inside "without" or a path."""
+    from model_card import build_model_card
+    from push_to_hub import renamed_card
+
+    (tmp_path / "config.json").write_text("{}")
+    argv = ["run_squad.py", "--output_dir", str(tmp_path / "out"), "--learning_rate", "3e-5"]
+    card = build_model_card(tmp_path, "out", "squad", argv=argv) + "\nTrained without outside help.\n"
+    assert renamed_card(card, "out", "org/squad-out") == build_model_card(
+        tmp_path, "org/squad-out", "squad", argv=argv) + "\nTrained without outside help.\n"
+
+
 def test_user_readme_survives_push_to_hub(hub, hf_home, pushed, tmp_path):
     output_dir = tmp_path / "copy"
     shutil.copytree(pushed[0], output_dir)
