@@ -16,7 +16,6 @@ questions with F1 = 0: gold versus predicted) and predict_predictions.json.
 
 import importlib.util
 import logging
-import math
 import sys
 from dataclasses import dataclass, field
 from functools import partial
@@ -121,6 +120,15 @@ def failure_report(examples, answers, version_2):
     return "\n".join(lines) + "\n", len(lines) - 1
 
 
+def best_null_score_diff_threshold(null_odds, best_probability_threshold):
+    """squad_v2's best threshold is a no-answer probability p (answer "" above it); the odds of the question at p
+    make --null_score_diff_threshold pick the same answers (odds above it: ""). Exact, where converting p back to
+    odds could land a rounding error on the wrong side of that question."""
+    odds = [float(o) for o in null_odds.values()]
+    at_or_below = [o for o in odds if null_probability(o) <= best_probability_threshold]
+    return max(at_or_below) if at_or_below else min(odds) - 1.0  # p = 0: every question answered ""
+
+
 class QuestionAnsweringTrainer(OrderedEvalTrainer):
     """A Trainer whose evaluation and prediction loops end with post-processing: the logits of all windows become
     one answer per question, scored with the squad / squad_v2 metric when the questions have answers. The
@@ -130,6 +138,7 @@ class QuestionAnsweringTrainer(OrderedEvalTrainer):
     def __init__(self, *args, qa_splits, data_args, **kwargs):
         super().__init__(*args, **kwargs)
         self.qa_splits, self.data_args = qa_splits, data_args
+        self.null_odds = {}  # v2: metric prefix -> {id: null score - best answer score} of the last evaluation
         version_2 = data_args.version_2_with_negative
         self.metric = evaluate.load(str(REPO_DIR / "metrics" / ("squad_v2" if version_2 else "squad")))
 
@@ -146,6 +155,7 @@ class QuestionAnsweringTrainer(OrderedEvalTrainer):
             output_dir=self.args.output_dir if self.is_world_process_zero() else None, prefix=metric_key_prefix,
             return_null_odds=True,
         )
+        self.null_odds[metric_key_prefix] = null_odds
         if "answers" in examples.column_names:
             predictions = [{"id": qid, "prediction_text": text} for qid, text in answers.items()]
             if args.version_2_with_negative:
@@ -236,10 +246,11 @@ def main(argv=None):
         metrics = {**output.metrics, "eval_samples": len(examples["validation"])}
         trainer.log(metrics)
         trainer.log_metrics("eval", metrics)
-        if data_args.version_2_with_negative:
-            p = min(max(metrics["eval_best_f1_thresh"], 1e-12), 1 - 1e-12)
-            logger.info("Best F1 with --null_score_diff_threshold %.3f", math.log(p / (1 - p)))
         if trainer.is_world_process_zero():
+            if data_args.version_2_with_negative:
+                threshold = best_null_score_diff_threshold(trainer.null_odds["eval"], metrics["eval_best_f1_thresh"])
+                print(f"SQuAD v2: --null_score_diff_threshold {threshold!r} gives this evaluation's best F1 "
+                      f"({metrics['eval_best_f1']:.2f}; now {metrics['eval_f1']:.2f})")
             report, failures = failure_report(examples["validation"], output.predictions,
                                               data_args.version_2_with_negative)
             atomic_write_text(f"{training_args.output_dir}/eval_failures.tsv", report)
