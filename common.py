@@ -185,6 +185,9 @@ class TrainingArguments(transformers.TrainingArguments):
         if self.do_train and self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise InputError(f"--num_train_epochs {self.num_train_epochs:g} trains nothing; give a positive "
                              "--num_train_epochs or --max_steps")
+        if self.save_strategy == "best" and self.eval_strategy == "no" and self.do_train:
+            raise InputError("--save_strategy best saves when an evaluation improves, and --eval_strategy no makes "
+                             "none: nothing would be saved; set --eval_strategy steps or epoch")
         if self.learning_rate < 0:  # the optimizer would refuse it once the data is tokenized
             raise InputError(f"--learning_rate must not be negative (got {self.learning_rate:g})")
         if self.dataloader_num_workers < 0:

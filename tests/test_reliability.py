@@ -558,6 +558,7 @@ def test_an_empty_flag_unsets_the_recipes_model_and_persistent_workers_need_work
     (["--max_train_samples", 0], "--max_train_samples must be at least 1 (got 0)"),
     (["--max_eval_samples", 0], "--max_eval_samples must be at least 1 (got 0)"),
     (["--cpu_threads", 0], "--cpu_threads must be at least 1 (got 0)"),
+    (["--save_strategy", "best", "--eval_strategy", "no"], "--eval_strategy no makes none: nothing would be saved"),
     (["--learning_rate", -1], "--learning_rate must not be negative (got -1)"),
     (["--dataloader_num_workers", -1], "--dataloader_num_workers must be 0 or more (got -1)"),
     (["--max_seq_length", 0], "--max_seq_length must be at least 1 (got 0)"),  # the tokenizer: no truncation
