@@ -131,8 +131,9 @@ def base_model_hub_id(model_name_or_path):
     return model_name_or_path if looks_like_hub_id(model_name_or_path) else None
 
 
-def base_model_license(model_name_or_path, hub_id, revision=None):
-    """The base model's license from its card: a local folder's README.md, the Hub cache, or (online) the Hub."""
+def base_model_license(model_name_or_path, hub_id, revision=None, download=True):
+    """The base model's license from its card: a local folder's README.md, the Hub cache, or (online, download) the
+    Hub."""
     if model_name_or_path and os.path.isdir(model_name_or_path):
         license_ = read_card_metadata(Path(model_name_or_path) / "README.md").get("license")
         if license_:
@@ -143,7 +144,7 @@ def base_model_license(model_name_or_path, hub_id, revision=None):
         from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
 
         path = try_to_load_from_cache(hub_id, "README.md", revision=revision)
-        if not isinstance(path, str) and not constants.HF_HUB_OFFLINE:
+        if not isinstance(path, str) and download and not constants.HF_HUB_OFFLINE:
             path = hf_hub_download(hub_id, "README.md", revision=revision, etag_timeout=5)
         return read_card_metadata(path).get("license") if isinstance(path, str) else None
     except Exception:  # the license is a nicety: no network or no card means we leave it out
@@ -313,7 +314,7 @@ def recipe_of(argv):
 
 def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_name=None, metrics=None,
                      training_args=None, data_args=None, argv=None, dataset_name=None, dataset_config=None,
-                     license=None, language="en", model_revision=None):
+                     license=None, language="en", model_revision=None, download=True):
     """The README.md text for `output_dir`, to be published as `repo_id`. Contains no token and no local path."""
     from huggingface_hub import EvalResult, ModelCardData
 
@@ -322,7 +323,7 @@ def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_
     metrics = metrics if metrics else (read_json(output_dir / "all_results.json") or {})
     trainer_state = read_json(output_dir / "trainer_state.json") or {}
     base_id = base_model_hub_id(model_name_or_path)
-    license = license or base_model_license(model_name_or_path, base_id, model_revision)
+    license = license or base_model_license(model_name_or_path, base_id, model_revision, download)
 
     # Canonical dataset metadata only when the run really used the Hub dataset; local files get a plain name.
     dataset_name = dataset_name or getattr(data_args, "dataset_name", None)
@@ -508,9 +509,9 @@ def check_no_token_in_files(output_dir, tokens, retry=""):
 
 
 def run_card(training_args, task, model_args=None, data_args=None, metrics=None, argv=None, license=None,
-             language="en"):
+             language="en", download=True):
     """(repo_id, card text) of a finished run, for training_args.hub_model_id (or the output folder's name), with
-    no token in it."""
+    no token in it. download: the base model's license may be read from the Hub (else only from local files)."""
     output_dir = Path(training_args.output_dir)
     repo_id = training_args.hub_model_id or output_dir.resolve().name
     card = build_model_card(
@@ -519,7 +520,7 @@ def run_card(training_args, task, model_args=None, data_args=None, metrics=None,
         config_name=getattr(model_args, "config_name", None),
         model_revision=getattr(model_args, "model_revision", None),
         metrics=metrics, training_args=training_args, data_args=data_args, argv=argv,
-        license=license, language=language,
+        license=license, language=language, download=download,
     )
     return repo_id, scrub_tokens(card, known_tokens(training_args))
 
@@ -527,7 +528,7 @@ def run_card(training_args, task, model_args=None, data_args=None, metrics=None,
 def save_model_card(training_args, task, **card_args):
     """A run without --push_to_hub still gets its card (as the transformers examples write theirs), so that
     push_to_hub.py later pushes the full card: base model, hyper-parameters, results, the command."""
-    _, card = run_card(training_args, task, **card_args)
+    _, card = run_card(training_args, task, download=False, **card_args)  # no network: a run may be offline
     try:
         path = write_card(training_args.output_dir, card)
     except InputError as error:  # the user's own README.md and MODEL_CARD.md: no place, not worth failing the run

@@ -14,9 +14,11 @@ import json
 import re
 from pathlib import Path
 
+import yaml
+
 from common import run_main
-from model_card import (CARD_MARKER, InputError, build_model_card, card_path, known_tokens, scrub_tokens,
-                        upload_output_dir, check_no_token_in_files, write_card)
+from model_card import (CARD_MARKER, InputError, base_model_license, build_model_card, card_path, known_tokens,
+                        scrub_tokens, upload_output_dir, check_no_token_in_files, write_card)
 
 
 def infer_task(output_dir):
@@ -46,6 +48,17 @@ def renamed_card(card, old_id, new_id):
     return card
 
 
+def with_base_model_license(card):
+    """A card written at the end of a run without --push_to_hub did not ask the Hub for the base model's license
+    (the run may be offline): ask now, before publishing."""
+    metadata = yaml.safe_load(card.split("---")[1]) if card.startswith("---") else None
+    if not isinstance(metadata, dict) or metadata.get("license") or not metadata.get("base_model"):
+        return card
+    base = metadata["base_model"]
+    license_ = base_model_license(None, base[0] if isinstance(base, list) else base)
+    return card.replace("---\n", f"---\nlicense: {license_}\n", 1) if license_ else card
+
+
 def card_for(output_dir, repo_id, task):
     path = card_path(output_dir)
     if path.exists():  # card_path only gives a file that is missing or a card we wrote
@@ -53,7 +66,7 @@ def card_for(output_dir, repo_id, task):
         old_id = re.search(re.escape(CARD_MARKER) + r"; repo_id: (\S+) -->", card)
         if old_id and old_id.group(1) != repo_id:
             card = renamed_card(card, old_id.group(1), repo_id)
-        return card
+        return with_base_model_license(card)
     return build_model_card(output_dir, repo_id, task or infer_task(output_dir))
 
 

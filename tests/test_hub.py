@@ -381,6 +381,19 @@ def test_a_run_without_push_writes_the_full_card_that_push_to_hub_pushes_later(h
     assert metadata["model-index"][0]["name"] == "org/pushed-later" and "\n# pushed-later\n" in text
 
 
+def test_push_to_hub_adds_the_base_models_license_a_card_written_offline_lacks(hub, hf_home):
+    from hub_server import _new_commit
+
+    repo = hub.create_repo("org/licensed-base")
+    repo.commits.append(_new_commit("card", {**repo.head.files, "README.md": b"---\nlicense: mit\n---\n# base\n"},
+                                    repo.head.oid))
+    card = "---\nbase_model: org/licensed-base\nlanguage: en\n---\n\n# model\n"
+    code = f"import json; from push_to_hub import with_base_model_license; print(json.dumps(with_base_model_license({card!r})))"
+    assert run_python(code, hub_env(hub, hf_home)) == card.replace("---\n", "---\nlicense: mit\n", 1)
+    assert run_python(code.replace("licensed-base", "unknown-base"), hub_env(hub, hf_home)) == \
+        card.replace("licensed-base", "unknown-base")
+
+
 def test_renaming_a_card_touches_only_the_repo_id(tmp_path):
     """A card written without a push names the output folder: "out" must not change inside "without" or a path."""
     from model_card import build_model_card
