@@ -429,7 +429,8 @@ def retry_command(output_dir, repo_id, private=False, revision=None):
 
 def describe_push_error(error, repo_id):
     """What went wrong, in one line a user can act on."""
-    import httpx2
+    import importlib
+
     from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
 
@@ -453,7 +454,13 @@ def describe_push_error(error, repo_id):
         if status >= 500:
             return f"the Hub answered {status} (server error); try again in a few minutes"
         return f"the Hub answered {status}"
-    if isinstance(error, (httpx2.TransportError, ConnectionError, TimeoutError)):
+    transport_errors = [ConnectionError, TimeoutError]
+    for http_client in ("httpx2", "httpx"):  # huggingface_hub 2.x uses httpx2, 1.x httpx
+        try:
+            transport_errors.append(importlib.import_module(http_client).TransportError)
+        except ImportError:
+            pass
+    if isinstance(error, tuple(transport_errors)):
         return f"could not reach the Hub at {constants.ENDPOINT} (no network?)"
     first_line = (str(error).strip().splitlines() or [""])[0]
     return f"{type(error).__name__}: {first_line}"
