@@ -202,13 +202,12 @@ class TrainingArguments(transformers.TrainingArguments):
         if missing:  # the Trainer would stop with a traceback once the data is tokenized
             raise InputError(f"--report_to {' '.join(missing)}: not installed here; pip install {' '.join(missing)} "
                              "or pass --report_to none")
-        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
-            raise InputError(f"--output_dir {self.output_dir} is a file, not a folder; choose another --output_dir")
         existing = Path(self.output_dir).absolute()  # the output folder or the nearest folder above it that exists
         while not existing.exists():
             existing = existing.parent
         if not existing.is_dir():
-            raise InputError(f"--output_dir {self.output_dir}: {existing} is a file, not a folder; choose another "
+            above = f": {existing}" if existing != Path(self.output_dir).absolute() else ""
+            raise InputError(f"--output_dir {self.output_dir}{above} is a file, not a folder; choose another "
                              "--output_dir")
         if not os.access(existing, os.W_OK | os.X_OK):  # a read-only disk, or another user's folder
             raise InputError(f"--output_dir {self.output_dir}: {existing} is not writable here (read-only or no "
