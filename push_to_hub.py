@@ -37,14 +37,13 @@ def renamed_card(card, old_id, new_id):
     the usage snippet, the reproduce command; the title holds its last part) and nowhere else: a card written without a
     push names the output folder ("out", "model"), which may also be a word of the text or the end of a path."""
     old = re.escape(old_id)
-    places = [(rf"(; repo_id: )({old})( -->)", new_id), (rf"(?m)^((?:- name|model_name): ['\"]?)({old})(['\"]?)$", new_id),
-              (rf'(\(|model=)(")({old}")', None), (rf"(--hub_model_id '?)({old})('?(?:\s|$))", new_id),
-              (rf"(?m)^(# )({re.escape(old_id.split('/')[-1])})()$", new_id.split("/")[-1])]
+    places = [(rf"(; repo_id: )({old})( -->)", new_id),  # the marker
+              (rf"(?m)^((?:- name|model_name): ['\"]?)({old})(['\"]?)$", new_id),  # metadata
+              (rf'((?:\(|model=)")({old})(")', new_id),  # from_pretrained("...") / pipeline(..., model="...")
+              (rf"(--hub_model_id '?)({old})('?(?:\s|$))", new_id),  # the reproduce command
+              (rf"(?m)^(# )({re.escape(old_id.split('/')[-1])})()$", new_id.split("/")[-1])]  # the title
     for pattern, replacement in places:
-        if replacement is None:  # the snippet: "old" inside its quotes
-            card = re.sub(pattern, lambda m: f'{m.group(1)}"{new_id}"', card)
-        else:
-            card = re.sub(pattern, lambda m: m.group(1) + replacement + m.group(3), card)
+        card = re.sub(pattern, lambda match: match.group(1) + replacement + match.group(3), card)
     return card
 
 
