@@ -257,7 +257,10 @@ def parse_args(dataclass_types, argv=None):
     try:
         parsed = parser.parse_args_into_dataclasses(args=recipe_args + argv, return_remaining_strings=True)
     except ValueError as error:  # TrainingArguments' own checks, e.g. bf16 asked on a machine without support
-        raise InputError(f"the arguments do not fit together or this machine: {' '.join(str(error).split())}") from None
+        message = " ".join(str(error).split())
+        if re.search(r"bf16|tf32", message, re.IGNORECASE):  # the GPU recipes on a CPU or an older GPU
+            message += " (on a CPU or a GPU older than Ampere, add --bf16 false --tf32 false)"
+        raise InputError(f"the arguments do not fit together or this machine: {message}") from None
     *arguments, unknown = parsed
     if unknown:
         raise InputError(f"unknown command-line argument(s) {' '.join(redact_secrets(unknown))}; "
