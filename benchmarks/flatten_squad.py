@@ -2,7 +2,7 @@
 """Writes a SQuAD file in the official nested layout (data -> paragraphs -> qas, optionally .gz) as the flat JSON the
 transformers example run_qa.py reads with load_dataset("json", field="data"): one record per question with id,
 title, context, question and answers {text: [...], answer_start: [...]} (the Hub's squad layout). Used by
-benchmarks/gpu_session.sh for the baseline run; standard library only.
+benchmarks/gpu_benchmarks.sh for the baseline run; standard library only.
 
     python benchmarks/flatten_squad.py IN.json[.gz] OUT.json [--max_questions N]
 """

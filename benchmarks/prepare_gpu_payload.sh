@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds .gpu/ (git-ignored): everything benchmarks/gpu_session.sh needs on a GPU machine that has no network and
-# only PyTorch 2.11 / transformers 5.17 / huggingface-hub 1.33 installed (the image of the workplace's GPU machines).
+# Builds .gpu/ (git-ignored): everything benchmarks/gpu_benchmarks.sh needs on a GPU machine that has no network
+# and only PyTorch 2.11 / transformers 5.17 / huggingface-hub 1.33 installed (the image of the rented GPU machines
+# behind BENCHMARKS.md).
 #
 #   bash benchmarks/prepare_gpu_payload.sh          # from the repository root, inside the project's venv
 #
@@ -129,7 +130,7 @@ patch("trainer_qa.py", [
 (base / "utils_qa.py").write_text((base / "upstream" / "utils_qa.py").read_text(encoding="utf-8"), encoding="utf-8")
 notes += ["- utils_qa.py: unchanged", "",
           "Data: run_qa.py reads flat JSON ({'data': [{id, title, context, question, answers{text, answer_start}}]})",
-          "like the Hub's squad dataset; gpu_session.sh writes it from the official nested files with",
+          "like the Hub's squad dataset; gpu_benchmarks.sh writes it from the official nested files with",
           "benchmarks/flatten_squad.py (no change to any record)."]
 (base / "PATCHES.md").write_text("\n".join(notes) + "\n", encoding="utf-8")
 print("baseline patched:", ", ".join(sorted(p.name for p in base.glob("*.py"))))

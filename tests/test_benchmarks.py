@@ -1,5 +1,5 @@
 """The benchmark harness (benchmarks/): each script runs at tiny scale on a CPU (the fast recipes' settings are checked
-in test_speed_settings.py). GPU numbers come from benchmarks/gpu_session.sh, which these tests do not run."""
+in test_speed_settings.py). GPU numbers come from benchmarks/gpu_benchmarks.sh, which these tests do not run."""
 
 import gzip
 import json
@@ -95,10 +95,10 @@ def test_flatten_squad_keeps_every_question(tmp_path):
         assert record["answers"]["answer_start"] == [a["answer_start"] for a in qa["answers"]]
 
 
-def test_gpu_session_script_is_valid_bash():
+def test_gpu_benchmarks_script_is_valid_bash():
     import subprocess
 
-    result = subprocess.run(["bash", "-n", str(REPO_DIR / "benchmarks" / "gpu_session.sh")], capture_output=True,
+    result = subprocess.run(["bash", "-n", str(REPO_DIR / "benchmarks" / "gpu_benchmarks.sh")], capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr
 

@@ -1,27 +1,25 @@
 #!/usr/bin/env bash
-# The one GPU session of issue 5: every GPU measurement in one command, sized for about 9 minutes on one H100/H200.
+# Every GPU measurement in one command, sized for about 9 minutes on one H100/H200.
 # Run from the repository root on the GPU machine, with .gpu/ built by benchmarks/prepare_gpu_payload.sh:
 #
-#   bash benchmarks/gpu_session.sh              # results in $OUT (default /tmp/gpu_session_out)
-#   SMOKE=1 PYTHON=.venv/bin/python SKIP_WHEELS=1 bash benchmarks/gpu_session.sh   # CPU test of this script
+#   bash benchmarks/gpu_benchmarks.sh              # results in $OUT (default /tmp/gpu_benchmarks_out)
+#   SMOKE=1 PYTHON=.venv/bin/python SKIP_WHEELS=1 bash benchmarks/gpu_benchmarks.sh   # CPU test of this script
 #
-# A session has 15 minutes of device time and the machine starts in ~30 s. Stage times measured on H100s on
-# 2026-11-26: setup ~20 s per call, a ~8 s, c 101 s and e 81 s (session 6, both recipes with CUDA graphs; their
-# eager versions took 191 s and > 170 s), a 3-epoch t run 152 s, d 297 s (session 6), g 79 s for three variants,
-# b ~150 s (session 2); f not measured to the end since its fix (~35 s per padding when its check failed).
-# The plan for the next session is in benchmarks/README.md "Next session" (two calls on the same warm machine, which
-# is released after 30 s idle: send the second at once; carry .gpu).
+# Stage times measured on H100s on 2026-11-26: setup ~20 s, a ~8 s, c 101 s and e 81 s (both recipes with CUDA
+# graphs; their eager versions took 191 s and > 170 s), a 3-epoch t run 152 s, d 297 s, g 79 s for three variants,
+# b ~150 s; f not measured to the end since its fix (~35 s per padding when its check failed).
 # Stages run in the order of this file (a f c t d e b g), whatever the order in STAGES.
 #
 # Stages, each under its own `timeout` (no stage can eat the rest) and each appending its result the moment it ends
-# (a cut-off session keeps what finished):
+# (a run cut short keeps what finished):
 #   a  environment + bf16 matmul peak (8192^3)
 #   f  preprocessing throughput (benchmarks/bench_preprocess.py), padded to 384 (the MiniLM recipes), then unpadded,
 #      then ours alone with 8 and 4 worker processes
 #   c  SQuAD v1.1 MiniLM end to end with run_squad.py + recipes/squad/minilm-l6.yaml (anchor hyper-parameters,
-#      our speed settings, CUDA graphs): wall time from start to metrics, EM/F1
-#   t  tuning runs (issue 5 asks for F1 > 83.5): the recipe + each ';'-separated flag set of T_VARIANTS (default
-#      "--num_train_epochs 3 --warmup_steps 0.1", session 6's run), evaluated every epoch, T_CAP seconds each
+#      the speed settings run_squad.py chooses for the machine): wall time from start to metrics, EM/F1
+#   t  tuning runs (aiming above F1 83.5): the recipe + each ';'-separated flag set of T_VARIANTS (default
+#      "--num_train_epochs 3 --warmup_steps 0.1", the 3-epoch run of BENCHMARKS.md), evaluated every epoch, T_CAP
+#      seconds each
 #   d  the same data with transformers' run_qa.py (.gpu/baseline) and the anchor's exact command: wall time, EM/F1
 #   e  SST-2 MiniLM with run_glue_sst2.py + recipes/sst2/minilm-l6.yaml: wall time, accuracy
 #   b  training throughput (bench_train_throughput.py): BERT-base-sized + MiniLM, fp32/bf16, padding, compile, batch;
@@ -29,14 +27,13 @@
 #   g  where a Trainer step's time goes (benchmarks/bench_trainer_steps.py): run_squad.py's MiniLM loop under each
 #      speed setting on the same windows, steady ms/step, start-up cost, GPU kernel time per step (profiled);
 #      G_VARIANTS / G_PROFILE choose the variants
-# (Session 6's stages h and i, the recipes + CUDA graphs before these became the recipes' default, are now c and e.)
-# Files in $OUT (8 at most come back per call; each stage adds at most 2): summary.md, results.jsonl, session.log,
-# throughput.{jsonl,png} (b), squad_trainer_state.json + squad_training.png (c), squad_tuned<k>_trainer_state.json
-# (t), sst2_trainer_state.json + sst2_training.png (e).
+# Files in $OUT (each stage adds at most 2): summary.md, results.jsonl, run.log, throughput.{jsonl,png} (b),
+# squad_trainer_state.json + squad_training.png (c), squad_tuned<k>_trainer_state.json (t),
+# sst2_trainer_state.json + sst2_training.png (e).
 set -u
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/gpu_session_out}
-WORK=${WORK:-/tmp/gpu_session_work}
+OUT=${OUT:-/tmp/gpu_benchmarks_out}
+WORK=${WORK:-/tmp/gpu_benchmarks_work}
 PY=${PYTHON:-python3}
 RUN_SQUAD=${RUN_SQUAD:-run_squad.py}  # override only to test a patched copy (run it with PYTHONPATH=<repo root>)
 SMOKE=${SMOKE:-0}
@@ -45,21 +42,21 @@ START=$(date +%s)
 mkdir -p "$OUT" "$WORK"
 rm -rf "$WORK"/[c-t]*_* "$WORK"/squad_baseline "$WORK"/hf "$WORK"/inductor  # cold caches: every
 export TORCHINDUCTOR_CACHE_DIR=$WORK/inductor                                # run pays its own compilation too
-SUMMARY=$OUT/summary.md RESULTS=$OUT/results.jsonl LOG=$OUT/session.log
+SUMMARY=$OUT/summary.md RESULTS=$OUT/results.jsonl LOG=$OUT/run.log
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_EVALUATE_OFFLINE=1 HF_HOME=$WORK/hf PYTHONUNBUFFERED=1
 want() { [[ " ${STAGES:-a c d e b f g} " == *" $1 "* ]]; }  # STAGES="a c e" runs only those
 elapsed() { echo $(( $(date +%s) - START )); }
 note() { echo "$*" | tee -a "$LOG" >> "$SUMMARY"; }
 
 # stage NAME CAP_SECONDS COMMAND...: runs COMMAND under min(CAP, time left) seconds; log in $WORK/NAME.log, its
-# tail in session.log, one JSON line {stage, rc, wall_s, ...} in results.jsonl.
+# tail in run.log, one JSON line {stage, rc, wall_s, ...} in results.jsonl.
 stage() {
     local name=$1 cap=$2; shift 2
     local left=$(( DEADLINE - $(elapsed) - 5 ))
     local limit=$(( cap < left ? cap : left ))
     if [ "$limit" -lt 15 ]; then
         echo "{\"stage\": \"$name\", \"skipped\": \"only ${left}s left\"}" >> "$RESULTS"
-        note "- $name: skipped (only ${left}s left of the session)"
+        note "- $name: skipped (only ${left}s left of the run)"
         return 99
     fi
     echo "=== $name (limit ${limit}s, t=$(elapsed)s): $*" >> "$LOG"
@@ -71,8 +68,8 @@ stage() {
     STAGE_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
     tr '\r' '\n' < "$WORK/$name.log" | grep -v '^[[:space:]]*$' | tail -n "${LOG_TAIL:-40}" | cut -c1-400 >> "$LOG"
     echo "{\"stage\": \"$name\", \"rc\": $rc, \"wall_s\": $STAGE_WALL, \"limit_s\": $limit}" >> "$RESULTS"
-    [ $rc -eq 124 ] && note "- $name: TIMED OUT after ${limit}s (partial log in session.log)"
-    [ $rc -ne 0 ] && [ $rc -ne 124 ] && note "- $name: FAILED rc=$rc after ${STAGE_WALL}s (see session.log)"
+    [ $rc -eq 124 ] && note "- $name: TIMED OUT after ${limit}s (partial log in run.log)"
+    [ $rc -ne 0 ] && [ $rc -ne 124 ] && note "- $name: FAILED rc=$rc after ${STAGE_WALL}s (see run.log)"
     return $rc
 }
 
@@ -93,7 +90,7 @@ EOF
 }
 
 {
-    echo "# GPU session $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "# GPU benchmark run $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "Repository: $(git rev-parse --short HEAD 2>/dev/null || echo '?') + working tree; SMOKE=$SMOKE"
     echo
@@ -141,8 +138,8 @@ else
     SQUAD_SMOKE="" BASELINE_SMOKE="" SST2_SMOKE=""
 fi
 
-# squad_ours STAGE CAP [FLAGS...] / sst2_ours STAGE CAP [FLAGS...]: our script + MiniLM recipe on the session's
-# data, output in $WORK/STAGE, its metrics as one results line (used by stages c, h, t and e, i)
+# squad_ours STAGE CAP [FLAGS...] / sst2_ours STAGE CAP [FLAGS...]: our script + MiniLM recipe on the run's
+# data, output in $WORK/STAGE, its metrics as one results line (used by stages c, t and e)
 squad_ours() {
     stage "$1" "$2" $PY "$RUN_SQUAD" recipes/squad/minilm-l6.yaml --model_name_or_path .gpu/minilm \
         --train_file .gpu/data/squad_train.json.gz --validation_file .gpu/data/squad_dev.json.gz \
@@ -167,7 +164,7 @@ sst2_ours() {
 if want a; then
 # ---- a. environment + bf16 matmul peak
 echo "## a. bf16 matmul peak" >> "$SUMMARY"
-rm -f "$WORK/peak.jsonl"  # a second call on the same machine measures its own peak
+rm -f "$WORK/peak.jsonl"  # a second run on the same machine measures its own peak
 stage a_peak 60 $PY benchmarks/bench_train_throughput.py --peak_only --out "$WORK/peak.jsonl" \
     && sed 's/^/    /' "$WORK/peak.jsonl" >> "$SUMMARY"
 PEAK=$($PY -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())['environment']['bf16_matmul_peak_tflops'])" "$WORK/peak.jsonl" 2>/dev/null || echo "")
@@ -200,7 +197,7 @@ $PY benchmarks/plot_training.py curves "$WORK/c_squad_ours" --out "$OUT/squad_tr
 fi
 
 if want t; then
-# ---- t. SQuAD tuning runs for issue 5's "above F1 83.5": the recipe + each ';'-separated flag set of T_VARIANTS,
+# ---- t. SQuAD tuning runs, aiming above F1 83.5: the recipe + each ';'-separated flag set of T_VARIANTS,
 # evaluated after every epoch; run k keeps its trainer_state as squad_tuned<k>_trainer_state.json
 echo "## t. SQuAD v1.1 MiniLM tuning, recipe + T_VARIANTS (t=$(elapsed)s)" >> "$SUMMARY"
 IFS=';' read -ra T_RUNS <<< "${T_VARIANTS:---num_train_epochs 3 --warmup_steps 0.1}"
@@ -255,5 +252,5 @@ sed -n '/^| variant/,$p' "$WORK/g_trainer_steps.log" >> "$SUMMARY"
 fi
 
 echo >> "$SUMMARY"
-echo "Session ended at t=$(elapsed)s (deadline ${DEADLINE}s)." >> "$SUMMARY"
+echo "Run ended at t=$(elapsed)s (deadline ${DEADLINE}s)." >> "$SUMMARY"
 cat "$SUMMARY"
