@@ -125,8 +125,7 @@ EOF
 } >> "$SUMMARY" 2>> "$LOG"
 echo >> "$SUMMARY"
 
-if [ "$SMOKE" = 1 ]; then  # CPU: tiny everything, same code paths
-    DEVICE_FLAGS="--bf16 false --tf32 false"
+if [ "$SMOKE" = 1 ]; then  # CPU: tiny everything, same code paths (the scripts choose fp32, eager on a CPU)
     BASELINE_PRECISION=""
     THROUGHPUT_ARGS="--configs ${B_CONFIGS:-tiny:fp32:max:8 tiny:fp32:dynamic:8 tiny:fp32:grouped:8 minilm:fp32:grouped:8} --steps 2 --warmup 1 --questions 300 --time_budget 60"
     SQUAD_SMOKE="--max_train_samples 48 --max_eval_samples 24 --max_seq_length 128 --doc_stride 32 --num_train_epochs 1 --preprocessing_num_workers 2 --dataloader_num_workers 1 --per_device_eval_batch_size 16 --logging_steps 1"
@@ -134,7 +133,7 @@ if [ "$SMOKE" = 1 ]; then  # CPU: tiny everything, same code paths
     SST2_SMOKE="--max_train_samples 64 --max_eval_samples 32 --num_train_epochs 1 --dataloader_num_workers 1 --logging_steps 1"
     STEPS_SMOKE="--steps 6 --warm 2 --questions 100 --batch_size 4"
 else
-    DEVICE_FLAGS="" BASELINE_PRECISION="--bf16" THROUGHPUT_ARGS="${B_CONFIGS:+--configs $B_CONFIGS} --time_budget ${B_BUDGET:-125}"
+    BASELINE_PRECISION="--bf16" THROUGHPUT_ARGS="${B_CONFIGS:+--configs $B_CONFIGS} --time_budget ${B_BUDGET:-125}"
     SQUAD_SMOKE="" BASELINE_SMOKE="" SST2_SMOKE=""
 fi
 
@@ -143,7 +142,7 @@ fi
 squad_ours() {
     stage "$1" "$2" $PY "$RUN_SQUAD" recipes/squad/minilm-l6.yaml --model_name_or_path .gpu/minilm \
         --train_file .gpu/data/squad_train.json.gz --validation_file .gpu/data/squad_dev.json.gz \
-        --output_dir "$WORK/$1" --overwrite_output_dir true $DEVICE_FLAGS $SQUAD_SMOKE "${@:3}"
+        --output_dir "$WORK/$1" --overwrite_output_dir true $SQUAD_SMOKE "${@:3}"
     local rc=$?
     metrics "$WORK/$1/all_results.json" "$1" eval_exact_match eval_f1 train_runtime \
         train_samples_per_second train_samples eval_samples
@@ -153,7 +152,7 @@ squad_ours() {
 sst2_ours() {
     stage "$1" "$2" $PY run_glue_sst2.py recipes/sst2/minilm-l6.yaml --model_name_or_path .gpu/minilm \
         --train_file .gpu/data/sst2_train.tsv.gz --validation_file .gpu/data/sst2_dev.tsv.gz \
-        --output_dir "$WORK/$1" --overwrite_output_dir true $DEVICE_FLAGS $SST2_SMOKE "${@:3}"
+        --output_dir "$WORK/$1" --overwrite_output_dir true $SST2_SMOKE "${@:3}"
     local rc=$?
     metrics "$WORK/$1/all_results.json" "$1" eval_accuracy eval_f1 train_runtime train_samples_per_second \
         train_samples eval_samples
