@@ -29,7 +29,7 @@ into 384/128 windows with the MiniLM (= bert-base-uncased) WordPiece vocabulary.
 FLOPs per sequence of length l: 6*N*l + 12*L*H*l^2 (N = parameters outside the embeddings, L layers, H hidden
 size; the second term is attention). "mfu" counts real tokens only (useful work); "hfu" counts every computed
 token, padding included. Both divide by the bf16 matmul peak measured here (8192^3, --peak_tflops to override),
-also fp32 runs, as in the anchor figures of issue 5.
+fp32 runs included, so every row shares one denominator.
 
 Each result is appended to --out as one JSON line the moment it is measured (a later crash keeps earlier rows);
 a Markdown table is printed at the end.
