@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Post-processing speed: utils_qa.postprocess_qa_predictions (vectorized) versus the straightforward algorithm
-(a loop over the top start x end pairs of every feature, as in the transformers example), on the SQuAD v1.1 dev
-features (384/128: 10,784 windows) with random logits. Asserts identical answers, prints both times and the ratio.
+(tests/qa_reference.py: a loop over the top start x end pairs of every feature, as in the transformers example), on
+the SQuAD v1.1 dev features (384/128: 10,784 windows) with random logits. Asserts identical answers, prints both
+times and the ratio.
 
     python benchmarks/bench_postprocess.py [--squad_dir ../shared/data/squad] [--tokenizer_name PATH]
 
@@ -19,36 +20,11 @@ import datasets
 import numpy as np
 from transformers import AutoTokenizer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_DIR))
+sys.path.insert(0, str(REPO_DIR / "tests"))
+from qa_reference import straightforward_postprocess  # noqa: E402
 from utils_qa import load_squad_file, postprocess_qa_predictions, prepare_eval_features  # noqa: E402
-
-
-def straightforward_postprocess(examples, features, predictions, n_best_size=20, max_answer_length=30):
-    """The reference algorithm (v1.1): every pair of a feature's top start and end positions, one at a time.
-    examples and features are dicts of lists."""
-    all_start_logits, all_end_logits = predictions
-    features_of_example = {}
-    for i, example_id in enumerate(features["example_id"]):
-        features_of_example.setdefault(example_id, []).append(i)
-    all_offsets = features["offset_mapping"]
-    answers = {}
-    for example in (dict(zip(examples, values)) for values in zip(*examples.values())):
-        candidates = []
-        for f in features_of_example[example["id"]]:
-            start_logits, end_logits, offsets = all_start_logits[f], all_end_logits[f], all_offsets[f]
-            for start in np.argsort(start_logits)[-1:-n_best_size - 1:-1].tolist():
-                for end in np.argsort(end_logits)[-1:-n_best_size - 1:-1].tolist():
-                    if start >= len(offsets) or end >= len(offsets) or offsets[start] is None or offsets[end] is None:
-                        continue
-                    if end < start or end - start + 1 > max_answer_length:
-                        continue
-                    candidates.append((start_logits[start] + end_logits[end], offsets[start][0], offsets[end][1]))
-        if candidates:
-            _, first, last = max(candidates, key=lambda c: c[0])  # max keeps the first of equal scores, like sorted
-            answers[example["id"]] = example["context"][first:last]
-        else:
-            answers[example["id"]] = "empty"
-    return answers
 
 
 def best_of(repeats, function, *args):

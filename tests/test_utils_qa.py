@@ -1,6 +1,5 @@
 import gzip
 import json
-import sys
 import types
 from functools import partial
 
@@ -9,6 +8,7 @@ import evaluate
 import numpy as np
 import pytest
 from conftest import REPO_DIR, SAMPLE_DIR
+from qa_reference import straightforward_postprocess
 from transformers import AutoTokenizer, BatchEncoding
 
 from common import InputError
@@ -16,9 +16,6 @@ from utils_qa import (
     check_qa_tokenizer, load_squad_file, null_probability, overflow_covers_long_contexts, postprocess_qa_predictions,
     prepare_eval_features, prepare_train_features, truncate_questions, windows_from_pairs, windows_from_shared_contexts,
 )
-
-sys.path.insert(0, str(REPO_DIR / "benchmarks"))
-from bench_postprocess import straightforward_postprocess  # noqa: E402
 
 WINDOWS = {"max_seq_length": 48, "doc_stride": 12, "max_query_length": 16}
 
