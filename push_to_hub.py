@@ -16,9 +16,13 @@ from pathlib import Path
 
 import yaml
 
-from common import run_main
-from model_card import (CARD_MARKER, InputError, base_model_license, build_model_card, card_path, known_tokens,
-                        scrub_tokens, upload_output_dir, check_no_token_in_files, write_card)
+import run_glue_sst2
+import run_squad
+from finetune.card import CARD_MARKERS, base_model_license, build_model_card
+from finetune.cli import InputError, known_tokens, run_main, scrub_tokens
+from finetune.hub import card_path, check_no_token_in_files, upload_output_dir, write_card
+
+TASK_CARDS = {card.name: card for card in (run_glue_sst2.CARD, *run_squad.CARDS.values())}
 
 
 def infer_task(output_dir):
@@ -62,11 +66,11 @@ def card_for(output_dir, repo_id, task):
     path = card_path(output_dir)
     if path.exists():  # card_path only gives a file that is missing or a card we wrote
         card = path.read_text(encoding="utf-8")
-        old_id = re.search(re.escape(CARD_MARKER) + r"; repo_id: (\S+) -->", card)
+        old_id = re.search("(?:" + "|".join(map(re.escape, CARD_MARKERS)) + r"); repo_id: (\S+) -->", card)
         if old_id and old_id.group(1) != repo_id:
             card = renamed_card(card, old_id.group(1), repo_id)
         return with_base_model_license(card)
-    return build_model_card(output_dir, repo_id, task or infer_task(output_dir))
+    return build_model_card(output_dir, repo_id, TASK_CARDS[task or infer_task(output_dir)])
 
 
 def main(argv=None):
@@ -76,7 +80,7 @@ def main(argv=None):
     parser.add_argument("--hub_private_repo", action="store_true", help="create the repository as private")
     parser.add_argument("--hub_token", help="write token (default: HF_TOKEN or the `hf auth login` token)")
     parser.add_argument("--hub_revision", help="branch to push to (default: main)")
-    parser.add_argument("--task", choices=["sst2", "squad", "squad_v2"], help="default: inferred from the folder")
+    parser.add_argument("--task", choices=sorted(TASK_CARDS), help="default: inferred from the folder")
     args = parser.parse_args(argv)
 
     output_dir = Path(args.output_dir)

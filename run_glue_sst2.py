@@ -13,25 +13,36 @@ confident first) and predict_results.tsv.
 
 import logging
 import re
-import sys
 from dataclasses import dataclass, field
 
 import datasets
 import evaluate
 import numpy as np
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, set_seed
+from transformers import AutoModelForSequenceClassification, set_seed
 
-from common import (
-    REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, PhaseClock, TrainingArguments, atomic_write_text,
-    check_max_seq_length, check_training_setup, checkpoint_to_resume, cycle_collection_paused, load_model,
-    load_tokenizer_and_config, map_in_processes, parse_args, read_records, run_main, save_metrics,
-    set_up_logging, split_suffix, train_and_save, tsv_cell,
-)
+from finetune.arguments import ModelArguments, TrainingArguments
+from finetune.card import TaskCard
+from finetune.cli import InputError, PhaseClock, parse_args, run_main, set_up_logging
+from finetune.data import (REPO_DIR, cycle_collection_paused, first_rows, load_hub_split, map_in_processes,
+                           read_records, split_suffix, tsv_cell)
+from finetune.modeling import check_max_seq_length, check_training_setup, load_model, load_tokenizer_and_config
+from finetune.outputs import atomic_write_text, checkpoint_to_resume, save_metrics
+from finetune.trainer import OrderedEvalTrainer, batch_collator, finish_run, train_and_save
 
 logger = logging.getLogger(__name__)
 LABEL_NAMES = ["negative", "positive"]  # SST-2's order: 0 = negative, 1 = positive
 TEXT_COLUMNS = ("sentence", "text")
 UNLABELED = -1  # GLUE's test split marks its hidden labels with -1
+CARD = TaskCard(
+    name="sst2", pipeline_tag="text-classification", task_name="Text Classification", dataset_id="nyu-mll/glue",
+    dataset_config="sst2", dataset_title="GLUE SST-2", metrics=(("accuracy", "Accuracy"), ("f1", "F1")),
+    tags=("text-classification", "sst2", "bert"),
+    usage="""from transformers import pipeline
+
+classifier = pipeline("text-classification", model="{repo_id}")
+print(classifier("a gripping, beautifully acted film"))
+# [{'label': 'positive', 'score': ...}]""",
+)
 
 
 @dataclass
@@ -68,12 +79,7 @@ def load_rows(data_args, split, path):
         return read_records(path, flag=f"--{split}_file"), path
     if not data_args.dataset_name:
         raise InputError(f"no data for the {split} split: give --{split}_file or --dataset_name")
-    try:
-        dataset = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, split=split)
-    except Exception as error:  # the Hub raises many kinds; all mean "cannot get this dataset"
-        raise InputError(f"could not load split '{split}' of {data_args.dataset_name}: {str(error).splitlines()[0]}")
-    source = f"{data_args.dataset_name}[{split}]"
-    return [{**row, "_row": f"row {i}"} for i, row in enumerate(dataset.to_list())], source
+    return load_hub_split(data_args.dataset_name, data_args.dataset_config_name, split)
 
 
 def find_text_column(rows, source, text_column):
@@ -152,35 +158,24 @@ def softmax(logits):
     return shifted / shifted.sum(-1, keepdims=True)
 
 
-def main(argv=None):
-    clock = PhaseClock(from_process_start=argv is None)  # in-process callers (tests) count from here
-    clock.mark("imports")  # Python, torch, transformers, datasets: most of a run's start-up
-    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
-    set_up_logging(training_args)
-    logger.info("Training arguments: %s", training_args)
-    training_args.check_best_metric(("loss", "accuracy", "f1"))  # eval_* keys of the loss and metrics/accuracy_f1
-    clock.mark("arguments")
-
-    # ---- Data: read and validate everything before any model is built or any file is written.
+def get_datasets(data_args, training_args):
+    """{split: Dataset of sentence, label} for the splits this run needs, each validated and cut to its limit."""
+    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
+              "test": data_args.max_predict_samples}
     splits = {}
     with cycle_collection_paused():
         for split, path in data_args.split_sources(training_args):
             rows, source = load_rows(data_args, split, path)
-            splits[split] = build_dataset(rows, source, data_args, split)
+            splits[split] = first_rows(build_dataset(rows, source, data_args, split), limits[split])
     if not splits:
         raise InputError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
-    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
-              "test": data_args.max_predict_samples}
-    for split, limit in limits.items():
-        if split in splits and limit is not None:
-            splits[split] = splits[split].select(range(min(limit, len(splits[split]))))
-    resume_from = checkpoint_to_resume(training_args)
-    clock.mark("data")
+    return splits
 
-    # ---- Model: id2label names travel with the saved config, so pipeline() shows negative/positive. The problem
-    # type is stated up front: the model would otherwise set it during its first forward, which makes
-    # torch.compile compile a second time.
-    set_seed(training_args.seed)
+
+def get_model(model_args, data_args, training_args, resume_from):
+    """Tokenizer and classifier. The label names travel with the saved config, so pipeline() shows
+    negative/positive. The problem type is stated up front: the model would otherwise set it during its first
+    forward, which makes torch.compile compile a second time."""
     config, tokenizer = load_tokenizer_and_config(
         model_args, num_labels=2, id2label=dict(enumerate(LABEL_NAMES)),
         label2id={name: i for i, name in enumerate(LABEL_NAMES)}, finetuning_task="sst2",
@@ -190,30 +185,71 @@ def main(argv=None):
     model = load_model(model_args, AutoModelForSequenceClassification, config)
     if training_args.do_train:
         check_training_setup(training_args, model, resume_from)
-    clock.mark("model")
+    return tokenizer, model
 
-    # ---- Preprocess
-    def tokenize(batch):
+
+def tokenize(splits, tokenizer, data_args, training_args):
+    def encode(batch):
         padding = "max_length" if data_args.pad_to_max_length else False
         return tokenizer(batch["sentence"], truncation=True, max_length=data_args.max_seq_length, padding=padding)
 
     with training_args.main_process_first(desc="tokenization"):
         features = {
-            split: map_in_processes(dataset, tokenize, data_args.preprocessing_num_workers,
+            split: map_in_processes(dataset, encode, data_args.preprocessing_num_workers,
                                     remove_columns=["sentence"], desc=f"Tokenizing {split}")
             for split, dataset in splits.items()
         }
     if "test" in features and UNLABELED in splits["test"]["label"]:  # GLUE's test split: no labels to feed the model
         features["test"] = features["test"].remove_columns("label")
+    return features
+
+
+def evaluate_and_report(trainer, features, dataset):
+    """One prediction pass gives the metrics (eval_results.json) and the failure report (eval_failures.tsv)."""
+    output = trainer.predict(features, metric_key_prefix="eval")
+    metrics = {**output.metrics, "eval_samples": len(features)}
+    trainer.log(metrics)
+    trainer.log_metrics("eval", metrics)
+    if trainer.is_world_process_zero():
+        report, mistakes = failure_report(dataset["sentence"], np.array(dataset["label"]), softmax(output.predictions))
+        atomic_write_text(f"{trainer.args.output_dir}/eval_failures.tsv", report)
+        logger.info("%d misclassified validation sentences written to eval_failures.tsv", mistakes)
+        save_metrics(trainer.args.output_dir, "eval", metrics)
+    return metrics
+
+
+def predict(trainer, features, sentences):
+    """predict_results.tsv: index, predicted label, its probability, sentence."""
+    probabilities = softmax(trainer.predict(features, metric_key_prefix="predict").predictions)
+    if trainer.is_world_process_zero():
+        lines = ["index\tprediction\tprobability\tsentence"] + [
+            f"{i}\t{LABEL_NAMES[p.argmax()]}\t{p.max():.4f}\t{tsv_cell(sentence)}"
+            for i, (p, sentence) in enumerate(zip(probabilities, sentences))
+        ]
+        atomic_write_text(f"{trainer.args.output_dir}/predict_results.tsv", "\n".join(lines) + "\n")
+        logger.info("Predictions for %d sentences written to predict_results.tsv", len(probabilities))
+
+
+def main(argv=None):
+    clock = PhaseClock(from_process_start=argv is None)  # in-process callers (tests) count from here
+    clock.mark("imports")  # Python, torch, transformers, datasets: most of a run's start-up
+    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
+    set_up_logging(training_args)
+    training_args.check_best_metric(("loss", "accuracy", "f1"))  # eval_* keys of the loss and metrics/accuracy_f1
+    clock.mark("arguments")
+
+    splits = get_datasets(data_args, training_args)  # read and validated before any model is built or file written
+    resume_from = checkpoint_to_resume(training_args)
+    clock.mark("data")
+
+    set_seed(training_args.seed)
+    tokenizer, model = get_model(model_args, data_args, training_args, resume_from)
+    clock.mark("model")
+
+    features = tokenize(splits, tokenizer, data_args, training_args)
     clock.mark("tokenize")
 
-    # ---- Train
     metric = evaluate.load(str(REPO_DIR / "metrics" / "accuracy_f1"))
-
-    def compute_metrics(prediction):
-        return metric.compute(predictions=prediction.predictions.argmax(-1), references=prediction.label_ids)
-
-    pad_multiple = 8 if training_args.bf16 or training_args.fp16 else None  # tensor-core friendly shapes
     trainer = OrderedEvalTrainer(
         model=model,
         args=training_args,
@@ -221,57 +257,20 @@ def main(argv=None):
         eval_dataset=features.get("validation"),
         processing_class=tokenizer,
         dynamic_lengths=not data_args.pad_to_max_length,
-        data_collator=(None if data_args.pad_to_max_length
-                       else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple)),
-        compute_metrics=compute_metrics,
+        data_collator=batch_collator(tokenizer, training_args, data_args.pad_to_max_length),
+        compute_metrics=lambda p: metric.compute(predictions=p.predictions.argmax(-1), references=p.label_ids),
     )
     all_metrics = {}
     if training_args.do_train:
         all_metrics.update(train_and_save(trainer, resume_from, train_samples=len(features["train"])))
         clock.mark("train")
-
-    # ---- Evaluate: one prediction pass gives the metrics and the failure report.
     if training_args.do_eval:
-        output = trainer.predict(features["validation"], metric_key_prefix="eval")
-        metrics = {**output.metrics, "eval_samples": len(features["validation"])}
-        trainer.log(metrics)
-        trainer.log_metrics("eval", metrics)
-        if trainer.is_world_process_zero():
-            report, mistakes = failure_report(
-                splits["validation"]["sentence"], np.array(splits["validation"]["label"]), softmax(output.predictions)
-            )
-            atomic_write_text(f"{training_args.output_dir}/eval_failures.tsv", report)
-            logger.info("%d misclassified validation sentences written to eval_failures.tsv", mistakes)
-            save_metrics(training_args.output_dir, "eval", metrics)
-        all_metrics.update(metrics)
+        all_metrics.update(evaluate_and_report(trainer, features["validation"], splits["validation"]))
         clock.mark("evaluate")
-
-    # ---- Predict
     if training_args.do_predict:
-        probabilities = softmax(trainer.predict(features["test"], metric_key_prefix="predict").predictions)
-        if trainer.is_world_process_zero():
-            lines = ["index\tprediction\tprobability\tsentence"] + [
-                f"{i}\t{LABEL_NAMES[p.argmax()]}\t{p.max():.4f}\t{tsv_cell(sentence)}"
-                for i, (p, sentence) in enumerate(zip(probabilities, splits["test"]["sentence"]))
-            ]
-            atomic_write_text(f"{training_args.output_dir}/predict_results.tsv", "\n".join(lines) + "\n")
-            logger.info("Predictions for %d sentences written to predict_results.tsv", len(probabilities))
+        predict(trainer, features["test"], splits["test"]["sentence"])
         clock.mark("predict")
-
-    # ---- Push: only once everything above is written, so a failed push leaves a complete output folder. Without
-    # --push_to_hub a trained model still gets its card, for push_to_hub.py.
-    if (training_args.push_to_hub or training_args.do_train) and trainer.is_world_process_zero():
-        from model_card import push_output_dir, save_model_card
-
-        card_args = {"task": "sst2", "model_args": model_args, "data_args": data_args, "metrics": all_metrics,
-                     "argv": sys.argv}
-        if training_args.push_to_hub:
-            push_output_dir(training_args, **card_args)
-            clock.mark("push")
-        else:
-            save_model_card(training_args, **card_args)
-    if trainer.is_world_process_zero():
-        print(f"Wall time, seconds per phase: {clock}")  # printed like the Trainer's metrics blocks
+    finish_run(trainer, CARD, model_args, data_args, all_metrics, clock)
 
 
 if __name__ == "__main__":

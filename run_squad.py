@@ -16,21 +16,21 @@ questions with F1 = 0: gold versus predicted) and predict_predictions.json.
 
 import importlib.util
 import logging
-import sys
 from dataclasses import dataclass, field
 from functools import partial
 from typing import ClassVar
 
 import datasets
 import evaluate
-from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, set_seed
+from transformers import AutoModelForQuestionAnswering, set_seed
 
-from common import (
-    REPO_DIR, InputError, ModelArguments, OrderedEvalTrainer, PhaseClock, TrainingArguments, atomic_write_text,
-    check_max_seq_length, check_training_setup, checkpoint_to_resume, cycle_collection_paused, load_model,
-    load_tokenizer_and_config, map_in_processes, parse_args, run_main, save_metrics, set_up_logging,
-    train_and_save, tsv_cell,
-)
+from finetune.arguments import ModelArguments, TrainingArguments
+from finetune.card import TaskCard
+from finetune.cli import InputError, PhaseClock, parse_args, run_main, set_up_logging
+from finetune.data import REPO_DIR, cycle_collection_paused, first_rows, load_hub_split, map_in_processes, tsv_cell
+from finetune.modeling import check_max_seq_length, check_training_setup, load_model, load_tokenizer_and_config
+from finetune.outputs import atomic_write_text, checkpoint_to_resume, save_metrics
+from finetune.trainer import OrderedEvalTrainer, batch_collator, finish_run, train_and_save
 from utils_qa import (
     check_qa_tokenizer, load_squad_file, null_probability, postprocess_qa_predictions, prepare_eval_features,
     prepare_train_features, squad_records,
@@ -41,6 +41,33 @@ SPLITS = {"train": "train_file", "validation": "validation_file", "test": "test_
 MODEL_INPUT_EXCLUDED = ["example_id", "offset_mapping"]  # post-processing needs them, the model must not see them
 METRICS = ("exact_match", "f1")  # what metrics/squad returns (eval_exact_match, eval_f1 in the logs)
 METRICS_V2 = ("exact", "f1", "best_exact", "best_f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")  # v2's
+# transformers 5 has no "question-answering" pipeline: the card shows the model, its logits and the best span.
+USAGE = """import torch
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{repo_id}")
+model = AutoModelForQuestionAnswering.from_pretrained("{repo_id}").eval()
+question = "Where is the Eiffel Tower?"
+context = "The Eiffel Tower is a wrought-iron lattice tower in Paris, France."
+inputs = tokenizer(question, context, truncation="only_second", return_offsets_mapping=True,
+                   return_tensors="pt")  # a longer context is cut: run_squad.py --do_predict uses windows
+offsets = inputs.pop("offset_mapping")[0]
+outside = torch.tensor([sequence != 1 for sequence in inputs.sequence_ids(0)])  # the question, [CLS]...
+with torch.no_grad():
+    outputs = model(**inputs)
+start_logits = outputs.start_logits[0].masked_fill(outside, float("-inf"))
+end_logits = outputs.end_logits[0].masked_fill(outside, float("-inf"))
+start = int(start_logits.argmax())
+end = start + int(end_logits[start:start + 30].argmax())  # answers of at most 30 tokens
+print(context[offsets[start][0]:offsets[end][1]])
+# Paris, France"""
+CARDS = {
+    version_2: TaskCard(
+        name=name, pipeline_tag="question-answering", task_name="Question Answering", dataset_id=f"rajpurkar/{name}",
+        dataset_config=None, dataset_title=title, metrics=(("exact_match", "Exact Match"), ("f1", "F1")),
+        tags=("question-answering", name, "bert"), usage=USAGE)
+    for version_2, name, title in ((False, "squad", "SQuAD v1.1"), (True, "squad_v2", "SQuAD v2.0"))
+}
 
 
 @dataclass
@@ -90,12 +117,8 @@ def load_split(data_args, split):
         return load_squad_file(path, with_answers, data_args.version_2_with_negative)
     if not data_args.dataset_name:
         raise InputError(f"no data for the {split} split: give --{SPLITS[split]} or --dataset_name")
-    try:
-        dataset = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, split=split)
-    except Exception as error:  # the Hub raises many kinds; all mean "cannot get this dataset"
-        raise InputError(f"could not load split '{split}' of {data_args.dataset_name}: {str(error).splitlines()[0]}")
-    rows = [{**row, "_row": f"row {i}"} for i, row in enumerate(dataset.to_list())]
-    return squad_records(rows, f"{data_args.dataset_name}[{split}]", with_answers, data_args.version_2_with_negative)
+    rows, source = load_hub_split(data_args.dataset_name, data_args.dataset_config_name, split)
+    return squad_records(rows, source, with_answers, data_args.version_2_with_negative)
 
 
 def load_metric_functions(name):
@@ -167,41 +190,33 @@ class QuestionAnsweringTrainer(OrderedEvalTrainer):
         return output._replace(predictions=answers)
 
 
-def main(argv=None):
-    clock = PhaseClock(from_process_start=argv is None)  # in-process callers (tests) count from here
-    clock.mark("imports")  # Python, torch, transformers, datasets: most of a run's start-up
-    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, SquadTrainingArguments), argv)
-    set_up_logging(training_args)
-    logger.info("Training arguments: %s", training_args)
-    data_args.check()
-    training_args.check_best_metric(METRICS_V2 if data_args.version_2_with_negative else METRICS)
-    clock.mark("arguments")
-
-    # ---- Data: read and validate everything before any model is built or any file is written.
+def get_datasets(data_args, training_args):
+    """{split: Dataset of validated questions} for the splits this run needs, each cut to its limit."""
     wanted = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
     limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
               "test": data_args.max_predict_samples}
     examples = {}
     with cycle_collection_paused():
         for split in (s for s, needed in wanted.items() if needed):
-            records = load_split(data_args, split)
-            examples[split] = datasets.Dataset.from_list(records[:limits[split]])
+            examples[split] = first_rows(datasets.Dataset.from_list(load_split(data_args, split)), limits[split])
     if not examples:
         raise InputError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
-    resume_from = checkpoint_to_resume(training_args)
-    clock.mark("data")
+    return examples
 
-    # ---- Model
-    set_seed(training_args.seed)
+
+def get_model(model_args, data_args, training_args, resume_from):
     config, tokenizer = load_tokenizer_and_config(model_args)
     check_max_seq_length(data_args.max_seq_length, tokenizer, config)
     check_qa_tokenizer(tokenizer, data_args.max_seq_length, data_args.doc_stride, data_args.max_query_length)
     model = load_model(model_args, AutoModelForQuestionAnswering, config)
     if training_args.do_train:
         check_training_setup(training_args, model, resume_from)
-    clock.mark("model")
+    return tokenizer, model
 
-    # ---- Preprocess: windows for training carry answer positions; for evaluation, ids and offsets.
+
+def windows(examples, tokenizer, data_args, training_args):
+    """Overlapping windows of each context: for training with answer positions, for evaluation with ids and
+    offsets."""
     window_args = {"tokenizer": tokenizer, "max_seq_length": data_args.max_seq_length,
                    "doc_stride": data_args.doc_stride, "max_query_length": data_args.max_query_length,
                    "pad_to_max_length": data_args.pad_to_max_length}
@@ -212,15 +227,52 @@ def main(argv=None):
             features[split] = map_in_processes(dataset, partial(prepare, **window_args),
                                                data_args.preprocessing_num_workers,
                                                remove_columns=dataset.column_names, desc=f"Windows for {split}")
-    for split in features:
-        logger.info("%s: %d questions -> %d windows", split, len(examples[split]), len(features[split]))
+            logger.info("%s: %d questions -> %d windows", split, len(dataset), len(features[split]))
+    return features
+
+
+def evaluate_and_report(trainer, examples, data_args):
+    """Metrics (eval_results.json), eval_predictions.json, the failure report, and for v2 the threshold that gives
+    the best F1."""
+    output = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
+    metrics = {**output.metrics, "eval_samples": len(examples)}
+    trainer.log(metrics)
+    trainer.log_metrics("eval", metrics)
+    if trainer.is_world_process_zero():
+        if data_args.version_2_with_negative:
+            threshold = best_null_score_diff_threshold(trainer.null_odds["eval"], metrics["eval_best_f1_thresh"])
+            print(f"SQuAD v2: --null_score_diff_threshold {threshold!r} gives this evaluation's best F1 "
+                  f"({metrics['eval_best_f1']:.2f}; now {metrics['eval_f1']:.2f})")
+        report, failures = failure_report(examples, output.predictions, data_args.version_2_with_negative)
+        atomic_write_text(f"{trainer.args.output_dir}/eval_failures.tsv", report)
+        logger.info("%d questions with F1 = 0 written to eval_failures.tsv", failures)
+        save_metrics(trainer.args.output_dir, "eval", metrics)
+    return metrics
+
+
+def main(argv=None):
+    clock = PhaseClock(from_process_start=argv is None)  # in-process callers (tests) count from here
+    clock.mark("imports")  # Python, torch, transformers, datasets: most of a run's start-up
+    model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, SquadTrainingArguments), argv)
+    set_up_logging(training_args)
+    data_args.check()
+    training_args.check_best_metric(METRICS_V2 if data_args.version_2_with_negative else METRICS)
+    clock.mark("arguments")
+
+    examples = get_datasets(data_args, training_args)  # read and validated before any model is built or file written
+    resume_from = checkpoint_to_resume(training_args)
+    clock.mark("data")
+
+    set_seed(training_args.seed)
+    tokenizer, model = get_model(model_args, data_args, training_args, resume_from)
+    clock.mark("model")
+
+    features = windows(examples, tokenizer, data_args, training_args)
     clock.mark("windows")
 
-    # ---- Train
     if training_args.eval_accumulation_steps is None:
         # Move logits to the CPU after every batch, so evaluation memory on the accelerator stays one batch.
         training_args.eval_accumulation_steps = 1
-    pad_multiple = 8 if training_args.bf16 or training_args.fp16 else None  # tensor-core friendly shapes
     qa_splits = {prefix: (examples[split], features[split])
                  for prefix, split in (("eval", "validation"), ("predict", "test")) if split in features}
     trainer = QuestionAnsweringTrainer(
@@ -230,8 +282,7 @@ def main(argv=None):
         eval_dataset=features["validation"].remove_columns(MODEL_INPUT_EXCLUDED) if "validation" in features else None,
         processing_class=tokenizer,
         dynamic_lengths=not data_args.pad_to_max_length,
-        data_collator=(None if data_args.pad_to_max_length
-                       else DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple)),
+        data_collator=batch_collator(tokenizer, training_args, data_args.pad_to_max_length),
         qa_splits=qa_splits,
         data_args=data_args,
     )
@@ -239,46 +290,14 @@ def main(argv=None):
     if training_args.do_train:
         all_metrics.update(train_and_save(trainer, resume_from, train_samples=len(features["train"])))
         clock.mark("train")
-
-    # ---- Evaluate: metrics, eval_predictions.json and the failure report.
     if training_args.do_eval:
-        output = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
-        metrics = {**output.metrics, "eval_samples": len(examples["validation"])}
-        trainer.log(metrics)
-        trainer.log_metrics("eval", metrics)
-        if trainer.is_world_process_zero():
-            if data_args.version_2_with_negative:
-                threshold = best_null_score_diff_threshold(trainer.null_odds["eval"], metrics["eval_best_f1_thresh"])
-                print(f"SQuAD v2: --null_score_diff_threshold {threshold!r} gives this evaluation's best F1 "
-                      f"({metrics['eval_best_f1']:.2f}; now {metrics['eval_f1']:.2f})")
-            report, failures = failure_report(examples["validation"], output.predictions,
-                                              data_args.version_2_with_negative)
-            atomic_write_text(f"{training_args.output_dir}/eval_failures.tsv", report)
-            logger.info("%d questions with F1 = 0 written to eval_failures.tsv", failures)
-            save_metrics(training_args.output_dir, "eval", metrics)
-        all_metrics.update(metrics)
+        all_metrics.update(evaluate_and_report(trainer, examples["validation"], data_args))
         clock.mark("evaluate")
-
-    # ---- Predict: predict_predictions.json ({id: answer}) and predict_nbest_predictions.json.
-    if training_args.do_predict:
+    if training_args.do_predict:  # predict_predictions.json ({id: answer}) and predict_nbest_predictions.json
         trainer.predict(features["test"].remove_columns(MODEL_INPUT_EXCLUDED), metric_key_prefix="predict")
         logger.info("Answers to %d questions written to predict_predictions.json", len(examples["test"]))
         clock.mark("predict")
-
-    # ---- Push: only once everything above is written, so a failed push leaves a complete output folder. Without
-    # --push_to_hub a trained model still gets its card, for push_to_hub.py.
-    if (training_args.push_to_hub or training_args.do_train) and trainer.is_world_process_zero():
-        from model_card import push_output_dir, save_model_card
-
-        card_args = {"task": "squad_v2" if data_args.version_2_with_negative else "squad", "model_args": model_args,
-                     "data_args": data_args, "metrics": all_metrics, "argv": sys.argv}
-        if training_args.push_to_hub:
-            push_output_dir(training_args, **card_args)
-            clock.mark("push")
-        else:
-            save_model_card(training_args, **card_args)
-    if trainer.is_world_process_zero():
-        print(f"Wall time, seconds per phase: {clock}")  # printed like the Trainer's metrics blocks
+    finish_run(trainer, CARDS[data_args.version_2_with_negative], model_args, data_args, all_metrics, clock)
 
 
 if __name__ == "__main__":

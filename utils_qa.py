@@ -16,7 +16,9 @@ from operator import itemgetter
 import numpy as np
 import tokenizers
 
-from common import InputError, atomic_write_json, read_records
+from finetune.cli import InputError
+from finetune.data import read_records
+from finetune.outputs import atomic_write_json
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 from bench_train_throughput import default_minilm, default_squad, record  # noqa: E402
-from common import OrderedEvalTrainer, TrainingArguments, preprocessing_processes  # noqa: E402
+from finetune.arguments import TrainingArguments  # noqa: E402
+from finetune.data import preprocessing_processes  # noqa: E402
+from finetune.trainer import OrderedEvalTrainer  # noqa: E402
 from utils_qa import load_squad_file, prepare_train_features  # noqa: E402
 
 NOSYNC = {"logging_nan_inf_filter": False, "accelerator_config": {"non_blocking": True}, "dataloader_num_workers": 4,

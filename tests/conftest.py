@@ -34,12 +34,12 @@ def run_script(script, *args, env=None, cwd=REPO_DIR, timeout=300):
 
 
 def run_main_in_process(module, argv, capsys):
-    """A script's main() as the command line runs it (through common.run_main), without the cost of a new Python
+    """A script's main() as the command line runs it (through finetune.cli.run_main), without the cost of a new Python
     process: returns (exit code, stderr)."""
-    import common
+    import finetune.cli
 
     try:
-        common.run_main(lambda: module.main([str(a) for a in argv]))
+        finetune.cli.run_main(lambda: module.main([str(a) for a in argv]))
         code = 0
     except SystemExit as stop:
         code = stop.code

@@ -7,7 +7,9 @@ import evaluate
 import pytest
 from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_main_in_process, run_script
 
-import common
+import finetune.arguments
+import finetune.cli
+import finetune.data
 import run_glue_sst2
 
 QUICKSTART = str(REPO_DIR / "recipes/sst2/quickstart.yaml")
@@ -36,8 +38,8 @@ def read_tsv(path):
 def test_recipe_values_are_used_and_command_line_overrides_win(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("learning_rate: 3.0e-5\nmax_seq_length: 96\ndo_train: true\noutput_dir: from-recipe\n")
-    model_args, data_args, training_args = common.parse_args(
-        (common.ModelArguments, run_glue_sst2.DataArguments, common.TrainingArguments),
+    model_args, data_args, training_args = finetune.cli.parse_args(
+        (finetune.arguments.ModelArguments, run_glue_sst2.DataArguments, finetune.arguments.TrainingArguments),
         [str(recipe), "--max_seq_length", "32", "--output_dir", str(tmp_path / "cli")],
     )
     assert training_args.learning_rate == 3e-5 and training_args.do_train
@@ -48,12 +50,12 @@ def test_recipe_values_are_used_and_command_line_overrides_win(tmp_path):
 def test_json_recipe_and_plain_flags(tmp_path):
     recipe = tmp_path / "r.json"
     recipe.write_text(json.dumps({"per_device_train_batch_size": 7, "output_dir": str(tmp_path)}))
-    _, _, training_args = common.parse_args(
-        (common.ModelArguments, run_glue_sst2.DataArguments, common.TrainingArguments), [str(recipe)]
+    _, _, training_args = finetune.cli.parse_args(
+        (finetune.arguments.ModelArguments, run_glue_sst2.DataArguments, finetune.arguments.TrainingArguments), [str(recipe)]
     )
     assert training_args.per_device_train_batch_size == 7
-    _, data_args, _ = common.parse_args(
-        (common.ModelArguments, run_glue_sst2.DataArguments, common.TrainingArguments),
+    _, data_args, _ = finetune.cli.parse_args(
+        (finetune.arguments.ModelArguments, run_glue_sst2.DataArguments, finetune.arguments.TrainingArguments),
         ["--output_dir", str(tmp_path), "--text_column", "review"],
     )
     assert data_args.text_column == "review"
@@ -79,7 +81,7 @@ def test_glue_tsv_keeps_bare_quotes_and_reads_gzip(tmp_path):
     (tmp_path / "a.tsv").write_text(text, encoding="utf-8")
     (tmp_path / "a.tsv.gz").write_bytes(gzip.compress(text.encode()))
     for name in ("a.tsv", "a.tsv.gz"):
-        rows = common.read_records(tmp_path / name)
+        rows = finetune.data.read_records(tmp_path / name)
         assert [r["sentence"] for r in rows] == ['it \'s a "wonderful" , " moving film ', '"dull" ']
         assert [r["label"] for r in rows] == ["1", "0"]
         assert rows[1]["_row"] == "line 3"
@@ -91,10 +93,10 @@ def test_json_jsonl_csv_and_txt_inputs(tmp_path):
     (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress("\n".join(map(json.dumps, records)).encode()))
     (tmp_path / "a.csv").write_text('text,label\n"great , ""really""",positive\nbad,negative\n')
     for name in ("a.json", "a.jsonl.gz", "a.csv"):
-        rows = common.read_records(tmp_path / name)
+        rows = finetune.data.read_records(tmp_path / name)
         assert [(r["text"], r["label"]) for r in rows] == [(r["text"], r["label"]) for r in records]
     (tmp_path / "a.txt").write_text("first sentence\n\nsecond one\n")
-    assert [r["sentence"] for r in common.read_records(tmp_path / "a.txt")] == ["first sentence", "second one"]
+    assert [r["sentence"] for r in finetune.data.read_records(tmp_path / "a.txt")] == ["first sentence", "second one"]
 
 
 def test_line_breaks_inside_fields_and_unicode_separators_in_text(tmp_path):
@@ -102,7 +104,7 @@ def test_line_breaks_inside_fields_and_unicode_separators_in_text(tmp_path):
     ends, in every format (str.splitlines would split at them)."""
     (tmp_path / "a.csv").write_text('sentence,label\n"a great film.\r\nI loved it",1\nbad,0\n"x,\ny",z\n',
                                     newline="")
-    rows = common.read_records(tmp_path / "a.csv")
+    rows = finetune.data.read_records(tmp_path / "a.csv")
     assert [(r["sentence"], r["label"], r["_row"]) for r in rows] == [
         ("a great film.\r\nI loved it", "1", "line 2"), ("bad", "0", "line 4"), ("x,\ny", "z", "line 5")]
     text = "one\u2028two\x85three\x0cfour"
@@ -110,8 +112,8 @@ def test_line_breaks_inside_fields_and_unicode_separators_in_text(tmp_path):
     (tmp_path / "a.tsv").write_text(f"sentence\tlabel\n{text}\t1\r\n")
     (tmp_path / "a.txt").write_text(f"{text}\r\nlast\r")
     for name in ("a.jsonl", "a.tsv"):
-        assert [(r["sentence"], r["label"]) for r in common.read_records(tmp_path / name)] in ([(text, 1)], [(text, "1")])
-    assert [r["sentence"] for r in common.read_records(tmp_path / "a.txt")] == [text, "last"]
+        assert [(r["sentence"], r["label"]) for r in finetune.data.read_records(tmp_path / name)] in ([(text, 1)], [(text, "1")])
+    assert [r["sentence"] for r in finetune.data.read_records(tmp_path / "a.txt")] == [text, "last"]
 
 
 def test_label_names_and_numbers_map_to_the_sst2_ids():
@@ -146,7 +148,7 @@ def test_training_loss_goes_down_and_config_carries_label_names(quickstart_run):
 
 def test_eval_accuracy_equals_the_count_of_failures(quickstart_run):
     results = json.loads((quickstart_run / "eval_results.json").read_text())
-    dev_rows = len(common.read_records(SAMPLE_DIR / "sst2_dev.tsv"))
+    dev_rows = len(finetune.data.read_records(SAMPLE_DIR / "sst2_dev.tsv"))
     failures = read_tsv(quickstart_run / "eval_failures.tsv")
     assert results["eval_samples"] == dev_rows
     assert results["eval_accuracy"] == pytest.approx((dev_rows - len(failures)) / dev_rows)
@@ -157,7 +159,7 @@ def test_eval_accuracy_equals_the_count_of_failures(quickstart_run):
 
 def test_failure_report_lists_mistakes_most_confident_first(quickstart_run):
     failures = read_tsv(quickstart_run / "eval_failures.tsv")
-    dev = {i: row for i, row in enumerate(common.read_records(SAMPLE_DIR / "sst2_dev.tsv"))}
+    dev = {i: row for i, row in enumerate(finetune.data.read_records(SAMPLE_DIR / "sst2_dev.tsv"))}
     assert failures, "the sample dev set holds flipped labels, so some sentences must be misclassified"
     probabilities = [float(f["probability"]) for f in failures]
     assert probabilities == sorted(probabilities, reverse=True)
@@ -169,7 +171,7 @@ def test_failure_report_lists_mistakes_most_confident_first(quickstart_run):
 
 def test_prediction_file_has_a_named_label_for_every_test_sentence(quickstart_run):
     predictions = read_tsv(quickstart_run / "predict_results.tsv")
-    test_rows = common.read_records(SAMPLE_DIR / "sst2_test.tsv")
+    test_rows = finetune.data.read_records(SAMPLE_DIR / "sst2_test.tsv")
     assert [p["sentence"] for p in predictions] == [r["sentence"] for r in test_rows]
     assert {p["prediction"] for p in predictions} <= {"negative", "positive"}
     assert all(0.5 <= float(p["probability"]) <= 1 for p in predictions)
@@ -263,7 +265,7 @@ def test_dataset_by_name_with_glue_schema_and_unlabeled_test_split(tmp_path, cap
     """--dataset_name goes through datasets.load_dataset (a Hub id for users; a local dataset folder here)."""
     folder = tmp_path / "my-sst2"
     folder.mkdir()
-    rows = common.read_records(SAMPLE_DIR / "sst2_train.tsv")
+    rows = finetune.data.read_records(SAMPLE_DIR / "sst2_train.tsv")
     for split, part in [("train", rows[:200]), ("validation", rows[200:260]), ("test", rows[260:280])]:
         lines = [json.dumps({"sentence": r["sentence"], "label": -1 if split == "test" else int(r["label"]), "idx": i})
                  for i, r in enumerate(part)]
@@ -278,7 +280,5 @@ def test_dataset_by_name_with_glue_schema_and_unlabeled_test_split(tmp_path, cap
 
 
 def test_the_model_cards_usage_snippet_classifies(quickstart_run, capsys):
-    from model_card import usage_snippet
-
-    exec(usage_snippet("sst2", str(quickstart_run)), {})
+    exec(run_glue_sst2.CARD.usage_snippet(str(quickstart_run)), {})
     assert re.match(r"\[\{'label': '(positive|negative)', 'score': ", capsys.readouterr().out.strip().splitlines()[-1])

@@ -317,7 +317,7 @@ def assert_card_pushed_and_user_readme_kept(hub, output_dir, repo_id):
     assert (output_dir / "README.md").read_text() == USER_README
     files = hub.files(repo_id)
     text, _ = card_of(files)
-    assert "model card written by model_card.py" in text and f'model="{repo_id}"' in text
+    assert "model card written by the finetune recipes" in text and f'model="{repo_id}"' in text
     assert "MODEL_CARD.md" not in files and not any(b"My notes" in content for content in files.values())
     return text
 
@@ -361,7 +361,7 @@ def test_pushes_during_training_skip_predictions_and_the_users_readme(hub, hf_ho
             (commit.title, sorted(commit.files))
         assert not any(b"My notes" in content for content in commit.files.values()), commit.title
     text, _ = card_of(hub.files(repo_id))
-    assert "model card written by model_card.py" in text and f'from_pretrained("{repo_id}")' in text
+    assert "model card written by the finetune recipes" in text and f'from_pretrained("{repo_id}")' in text
 
 
 def test_a_run_without_push_writes_the_full_card_that_push_to_hub_pushes_later(hub, hf_home, tmp_path):
@@ -371,7 +371,7 @@ def test_a_run_without_push_writes_the_full_card_that_push_to_hub_pushes_later(h
     result = run_script("run_glue_sst2.py", *TRAIN_ARGS, "--output_dir", output_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     card = (output_dir / "README.md").read_text()
-    for part in ("model card written by model_card.py", "- learning_rate: 0.001", "## Training results",
+    for part in ("model card written by the finetune recipes", "- learning_rate: 0.001", "## Training results",
                  "## Reproduce"):
         assert part in card
     pushed = run_script("push_to_hub.py", output_dir, "--hub_model_id", "org/pushed-later", env=hub_env(hub, hf_home))
@@ -396,14 +396,15 @@ def test_push_to_hub_adds_the_base_models_license_a_card_written_offline_lacks(h
 
 def test_renaming_a_card_touches_only_the_repo_id(tmp_path):
     """A card written without a push names the output folder: "out" must not change inside "without" or a path."""
-    from model_card import build_model_card
+    import run_squad
+    from finetune.card import build_model_card
     from push_to_hub import renamed_card
 
     (tmp_path / "config.json").write_text("{}")
     argv = ["run_squad.py", "--output_dir", str(tmp_path / "out"), "--learning_rate", "3e-5"]
-    card = build_model_card(tmp_path, "out", "squad", argv=argv) + "\nTrained without outside help.\n"
+    card = build_model_card(tmp_path, "out", run_squad.CARDS[False], argv=argv) + "\nTrained without outside help.\n"
     assert renamed_card(card, "out", "org/squad-out") == build_model_card(
-        tmp_path, "org/squad-out", "squad", argv=argv) + "\nTrained without outside help.\n"
+        tmp_path, "org/squad-out", run_squad.CARDS[False], argv=argv) + "\nTrained without outside help.\n"
 
 
 def test_user_readme_survives_push_to_hub(hub, hf_home, pushed, tmp_path):
@@ -421,13 +422,13 @@ def test_user_readme_survives_push_to_hub(hub, hf_home, pushed, tmp_path):
 
 
 def test_card_goes_where_it_replaces_only_our_own_card(tmp_path):
-    from model_card import PushError, card_path, write_card
+    from finetune.hub import PushError, card_path, write_card
 
     assert card_path(tmp_path) == tmp_path / "README.md"
-    write_card(tmp_path, "<!-- model card written by model_card.py; repo_id: org/a -->\n")
+    write_card(tmp_path, "<!-- model card written by the finetune recipes; repo_id: org/a -->\n")
     assert card_path(tmp_path) == tmp_path / "README.md"  # our earlier card is replaced
     (tmp_path / "README.md").write_text(USER_README)
-    assert write_card(tmp_path, "<!-- model card written by model_card.py; repo_id: org/b -->\n") == \
+    assert write_card(tmp_path, "<!-- model card written by the finetune recipes; repo_id: org/b -->\n") == \
         tmp_path / "MODEL_CARD.md"
     assert (tmp_path / "README.md").read_text() == USER_README
     (tmp_path / "MODEL_CARD.md").write_text("my other notes\n")
@@ -441,7 +442,7 @@ def test_card_goes_where_it_replaces_only_our_own_card(tmp_path):
 
 
 def test_base_model_is_a_hub_id_never_a_local_path(tmp_path):
-    from model_card import base_model_hub_id, public_command
+    from finetune.card import base_model_hub_id, public_command
 
     assert base_model_hub_id("google-bert/bert-base-cased") == "google-bert/bert-base-cased"
     assert base_model_hub_id(None) is None
@@ -468,14 +469,15 @@ def test_base_model_is_a_hub_id_never_a_local_path(tmp_path):
 
 
 def test_squad_card_metrics(tmp_path):
-    from model_card import build_model_card
+    import run_squad
+    from finetune.card import build_model_card
 
     (tmp_path / "config.json").write_text("{}")
     log_history = [{"loss": 2.5, "step": 50, "epoch": 0.5}, {"eval_exact": 61.0, "eval_f1": 64.5, "step": 100,
                                                              "epoch": 1.0, "eval_runtime": 3.0}]
     (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": log_history}))
-    card = build_model_card(tmp_path, "org/bert-squad", "squad_v2", model_name_or_path="google-bert/bert-base-cased",
-                            metrics={"eval_exact": 71.5, "eval_f1": 74.25, "eval_HasAns_exact": 70.0},
+    card = build_model_card(tmp_path, "org/bert-squad", run_squad.CARDS[True],
+                            model_name_or_path="google-bert/bert-base-cased", metrics={"eval_exact": 71.5, "eval_f1": 74.25, "eval_HasAns_exact": 70.0},
                             dataset_name="rajpurkar/squad_v2", argv=None, license="apache-2.0")
     metadata = yaml.safe_load(card.split("---")[1])
     assert metadata["base_model"] == "google-bert/bert-base-cased" and metadata["license"] == "apache-2.0"

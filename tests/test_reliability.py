@@ -15,7 +15,10 @@ import torch
 from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_main_in_process
 from safetensors.torch import load_file
 
-import common
+import finetune.arguments
+import finetune.cli
+import finetune.modeling
+import finetune.outputs
 import run_glue_sst2
 
 # 600 training rows / batch 32 = 19 steps an epoch: resuming from checkpoint-16 crosses an epoch boundary, so both
@@ -96,7 +99,7 @@ def test_kill_9_while_saving_then_the_same_command_resumes_to_the_same_result(un
             while "HANGING WHILE SAVING" not in log.read_text():
                 assert process.poll() is None and time.time() < deadline, log.read_text()[-3000:]
                 time.sleep(0.1)
-            assert common.is_complete_checkpoint(output_dir / "checkpoint-16")
+            assert finetune.outputs.is_complete_checkpoint(output_dir / "checkpoint-16")
         finally:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
@@ -104,7 +107,7 @@ def test_kill_9_while_saving_then_the_same_command_resumes_to_the_same_result(un
     # what the crash left: a complete checkpoint-16 and a half-written checkpoint-24, no final model
     assert (output_dir / "checkpoint-24" / "model.safetensors").exists()
     assert not (output_dir / "checkpoint-24" / "trainer_state.json").exists()
-    assert not common.is_complete_checkpoint(output_dir / "checkpoint-24")
+    assert not finetune.outputs.is_complete_checkpoint(output_dir / "checkpoint-24")
     assert not (output_dir / "model.safetensors").exists()
 
     rerun = subprocess.run(command, cwd=REPO_DIR, capture_output=True, text=True, timeout=300)
@@ -112,7 +115,7 @@ def test_kill_9_while_saving_then_the_same_command_resumes_to_the_same_result(un
     assert "Skipping" in rerun.stderr and "checkpoint-24" in rerun.stderr
     assert f"Resuming from {output_dir / 'checkpoint-16'}" in rerun.stderr
     assert_same_result(output_dir, uninterrupted_run)
-    assert common.is_complete_checkpoint(output_dir / "checkpoint-24")  # rewritten in full this time
+    assert finetune.outputs.is_complete_checkpoint(output_dir / "checkpoint-24")  # rewritten in full this time
 
 
 def test_resume_from_checkpoint_path_gives_the_same_result(uninterrupted_run, tmp_path, capsys):
@@ -135,19 +138,19 @@ def test_a_truncated_trainer_state_is_skipped_and_the_newest_complete_checkpoint
     state.write_text(text[: len(text) // 2])  # killed while writing trainer_state.json
     (output_dir / "checkpoint-16" / "model.safetensors").unlink()  # a checkpoint without weights is no checkpoint
     args = training_args(output_dir)
-    assert common.checkpoint_to_resume(args) == str(output_dir / "checkpoint-8")
+    assert finetune.outputs.checkpoint_to_resume(args) == str(output_dir / "checkpoint-8")
     args = training_args(output_dir, "--resume_from_checkpoint", output_dir / "checkpoint-24")
-    with pytest.raises(common.InputError, match="not a complete checkpoint"):
-        common.checkpoint_to_resume(args)
+    with pytest.raises(finetune.cli.InputError, match="not a complete checkpoint"):
+        finetune.outputs.checkpoint_to_resume(args)
     args = training_args(output_dir, "--resume_from_checkpoint", tmp_path / "nowhere")
-    with pytest.raises(common.InputError, match="no such folder"):
-        common.checkpoint_to_resume(args)
+    with pytest.raises(finetune.cli.InputError, match="no such folder"):
+        finetune.outputs.checkpoint_to_resume(args)
 
 
 def test_a_run_killed_while_saving_its_first_checkpoint_starts_again(tmp_path):
     (tmp_path / "checkpoint-8").mkdir()
     (tmp_path / "checkpoint-8" / "config.json").write_text("{}")
-    assert common.checkpoint_to_resume(training_args(tmp_path)) is None
+    assert finetune.outputs.checkpoint_to_resume(training_args(tmp_path)) is None
 
 
 @pytest.mark.parametrize("half_written_checkpoint", [False, True])
@@ -159,10 +162,10 @@ def test_a_squad_run_killed_after_an_evaluation_before_its_first_checkpoint_star
         (tmp_path / name).write_text("{}")
     if half_written_checkpoint:
         (tmp_path / "checkpoint-15").mkdir()
-    assert common.checkpoint_to_resume(training_args(tmp_path)) is None
+    assert finetune.outputs.checkpoint_to_resume(training_args(tmp_path)) is None
     (tmp_path / "notes.txt").write_text("mine")  # a file of the user's: refused as before
-    with pytest.raises(common.InputError, match="is not empty and holds no checkpoint to resume"):
-        common.checkpoint_to_resume(training_args(tmp_path))
+    with pytest.raises(finetune.cli.InputError, match="is not empty and holds no checkpoint to resume"):
+        finetune.outputs.checkpoint_to_resume(training_args(tmp_path))
 
 
 @pytest.mark.parametrize("max_shard_size", [None, "40KB"])  # one weights file, or an index and shards
@@ -174,13 +177,13 @@ def test_a_checkpoint_is_checked_against_the_model_before_training(max_shard_siz
     AutoModelForSequenceClassification.from_config(config).save_pretrained(
         checkpoint, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
     assert (checkpoint / "model.safetensors.index.json").exists() is bool(max_shard_size)
-    args = common.TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-    common.check_training_setup(args, AutoModelForSequenceClassification.from_config(config), str(checkpoint))
+    args = finetune.arguments.TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    finetune.modeling.check_training_setup(args, AutoModelForSequenceClassification.from_config(config), str(checkpoint))
     config.intermediate_size *= 2
-    with pytest.raises(common.InputError, match=r"cannot resume from .*checkpoint-4: .* \(size mismatch for "
+    with pytest.raises(finetune.cli.InputError, match=r"cannot resume from .*checkpoint-4: .* \(size mismatch for "
                                                 r"bert\.encoder\.layer\.\d\.\S+: \[[\d, ]+\] in the checkpoint, "
                                                 r"\[[\d, ]+\] here\)"):
-        common.check_training_setup(args, AutoModelForSequenceClassification.from_config(config), str(checkpoint))
+        finetune.modeling.check_training_setup(args, AutoModelForSequenceClassification.from_config(config), str(checkpoint))
 
 
 def test_a_checkpoint_with_another_head_or_tied_weights(tmp_path):
@@ -191,21 +194,21 @@ def test_a_checkpoint_with_another_head_or_tied_weights(tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     config = AutoConfig.from_pretrained(REPO_DIR / "assets/tiny-bert", num_labels=2)
-    args = common.TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    args = finetune.arguments.TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     AutoModelForQuestionAnswering.from_config(config).save_pretrained(tmp_path / "squad")
-    with pytest.raises(common.InputError, match=r"cannot resume from .*squad: it holds the weights of another model "
+    with pytest.raises(finetune.cli.InputError, match=r"cannot resume from .*squad: it holds the weights of another model "
                                                 r"\(not in the checkpoint: bert\.pooler\.dense\.weight, "
                                                 r"bert\.pooler\.dense\.bias, classifier\.weight, \.\.\.; in the "
                                                 r"checkpoint but not in this model: qa_outputs\.bias, "
                                                 r"qa_outputs\.weight\)"):
-        common.check_training_setup(args, AutoModelForSequenceClassification.from_config(config), str(tmp_path / "squad"))
+        finetune.modeling.check_training_setup(args, AutoModelForSequenceClassification.from_config(config), str(tmp_path / "squad"))
     masked_lm = AutoModelForMaskedLM.from_config(config)  # its decoder weight is the word embeddings
     masked_lm.save_pretrained(tmp_path / "mlm")
-    common.check_training_setup(args, masked_lm, str(tmp_path / "mlm"))
+    finetune.modeling.check_training_setup(args, masked_lm, str(tmp_path / "mlm"))
 
 
 def test_rerunning_a_finished_run_picks_its_last_checkpoint(uninterrupted_run):
-    assert common.checkpoint_to_resume(training_args(uninterrupted_run)) == str(uninterrupted_run / "checkpoint-30")
+    assert finetune.outputs.checkpoint_to_resume(training_args(uninterrupted_run)) == str(uninterrupted_run / "checkpoint-30")
 
 
 def test_resuming_another_models_checkpoint_is_one_error_line(uninterrupted_run, tmp_path, capsys):
@@ -226,7 +229,7 @@ def test_resuming_another_models_checkpoint_is_one_error_line(uninterrupted_run,
 
 def training_args(output_dir, *flags):
     argv = ["--output_dir", str(output_dir), "--do_train", "--report_to", "none", *map(str, flags)]
-    return common.parse_args((common.TrainingArguments,), argv)[0]
+    return finetune.cli.parse_args((finetune.arguments.TrainingArguments,), argv)[0]
 
 
 def test_non_empty_output_dir_without_checkpoint_is_refused(tmp_path, capsys):
@@ -283,22 +286,22 @@ def test_save_total_limit_never_deletes_a_user_folder_named_like_a_checkpoint(tm
 
 
 def test_overwrite_with_save_total_limit_refuses_to_delete_an_earlier_runs_checkpoints(uninterrupted_run, tmp_path):
-    with pytest.raises(common.InputError, match="checkpoints of an earlier run"):
-        common.checkpoint_to_resume(training_args(uninterrupted_run, "--overwrite_output_dir", "--save_total_limit", 2))
+    with pytest.raises(finetune.cli.InputError, match="checkpoints of an earlier run"):
+        finetune.outputs.checkpoint_to_resume(training_args(uninterrupted_run, "--overwrite_output_dir", "--save_total_limit", 2))
     # resuming that run with a limit is fine: the checkpoints are its own
     args = training_args(uninterrupted_run, "--save_total_limit", 2)
-    assert common.checkpoint_to_resume(args) == str(uninterrupted_run / "checkpoint-30")
+    assert finetune.outputs.checkpoint_to_resume(args) == str(uninterrupted_run / "checkpoint-30")
 
 
 def record_atomic_writes(monkeypatch, *modules):
     written = []
-    atomic_write_text = common.atomic_write_text
+    atomic_write_text = finetune.outputs.atomic_write_text
 
     def recording(path, text):
         written.append(os.path.basename(path))
         return atomic_write_text(path, text)
 
-    for module in (common, *modules):  # the scripts import the function by name; the JSON writer calls common's
+    for module in (finetune.outputs, *modules):  # the scripts import it by name; the JSON writer calls outputs' own
         monkeypatch.setattr(module, "atomic_write_text", recording)
     return written
 
@@ -334,26 +337,26 @@ def test_qa_results_predictions_and_reports_are_written_atomically(tmp_path, cap
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
     target = tmp_path / "eval_results.json"
-    common.atomic_write_json(target, {"eval_accuracy": 0.5})
+    finetune.outputs.atomic_write_json(target, {"eval_accuracy": 0.5})
 
     def disk_full(*args):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        common.atomic_write_json(target, {"eval_accuracy": 0.9})
+        finetune.outputs.atomic_write_json(target, {"eval_accuracy": 0.9})
     assert json.loads(target.read_text()) == {"eval_accuracy": 0.5}
     assert [p.name for p in tmp_path.iterdir()] == ["eval_results.json"]  # no temp file left behind
 
 
 def test_large_mappings_are_written_one_entry_a_line_and_read_back_the_same(tmp_path):
     nbest = {"q1": [{"text": "Zürich \"old\" town", "probability": 0.1 + 0.2}], "q\n2": [], "q3": {"a": None}}
-    common.atomic_write_json(tmp_path / "nbest.json", nbest, entry_per_line=True)
+    finetune.outputs.atomic_write_json(tmp_path / "nbest.json", nbest, entry_per_line=True)
     text = (tmp_path / "nbest.json").read_text(encoding="utf-8")
     assert json.loads(text) == nbest
     assert text.splitlines()[1] == '  "q1": [{"text": "Zürich \\"old\\" town", "probability": 0.30000000000000004}],'
     assert len(text.splitlines()) == 2 + len(nbest)
-    common.atomic_write_json(tmp_path / "empty.json", {}, entry_per_line=True)
+    finetune.outputs.atomic_write_json(tmp_path / "empty.json", {}, entry_per_line=True)
     assert json.loads((tmp_path / "empty.json").read_text()) == {}
 
 
@@ -395,7 +398,7 @@ def test_a_misspelled_token_flag_is_not_echoed_in_the_error(tmp_path, capsys, ty
 
 
 def test_trust_remote_code_is_off_unless_asked(tmp_path, capsys):
-    assert common.ModelArguments().trust_remote_code is False
+    assert finetune.arguments.ModelArguments().trust_remote_code is False
     model = tmp_path / "remote-model"
     model.mkdir()
     marker = tmp_path / "remote-code-ran"
@@ -676,10 +679,10 @@ def test_evaluation_comparing_settings_get_a_metric_and_a_plateau_that_waits_for
     import run_squad
 
     argv = ["--output_dir", "/tmp/unused", "--do_train", "--eval_strategy", "epoch", *flags]
-    args = common.parse_args((common.TrainingArguments,), argv)[0]
+    args = finetune.cli.parse_args((finetune.arguments.TrainingArguments,), argv)[0]
     assert args.metric_for_best_model == metric and (args.lr_scheduler_kwargs or {}) == scheduler_kwargs
     if metric == "loss":  # the same run of run_squad.py compares F1, which rises
-        squad_args = common.parse_args((run_squad.SquadTrainingArguments,), argv)[0]
+        squad_args = finetune.cli.parse_args((run_squad.SquadTrainingArguments,), argv)[0]
         assert squad_args.metric_for_best_model == "f1" and squad_args.greater_is_better
         if "reduce_lr_on_plateau" in flags:
             assert squad_args.lr_scheduler_kwargs == {"mode": "max"}

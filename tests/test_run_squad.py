@@ -73,15 +73,15 @@ def test_v2_eval_from_the_trained_folder_reports_squad_v2_keys(quickstart_run, t
 
 def test_v2_the_suggested_threshold_gives_the_best_f1(quickstart_run, tmp_path, capsys):
     """The run prints the --null_score_diff_threshold of squad_v2's best F1; evaluating with it gives that F1."""
-    import common
+    import finetune.cli
 
     args = ["--model_name_or_path", quickstart_run, "--validation_file", SAMPLE_DIR / "squad_v2_dev.json",
             "--version_2_with_negative", "--do_eval", "--max_seq_length", 64, "--doc_stride", 16,
             "--max_query_length", 16, "--report_to", "none"]
-    common.run_main(lambda: run_squad.main([str(a) for a in [*args, "--output_dir", tmp_path / "first"]]))
+    finetune.cli.run_main(lambda: run_squad.main([str(a) for a in [*args, "--output_dir", tmp_path / "first"]]))
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("SQuAD v2: --null_score_diff_threshold")]
     threshold = re.match(r"SQuAD v2: --null_score_diff_threshold (\S+) gives", line[0]).group(1)
-    common.run_main(lambda: run_squad.main([str(a) for a in [*args, "--output_dir", tmp_path / "second",
+    finetune.cli.run_main(lambda: run_squad.main([str(a) for a in [*args, "--output_dir", tmp_path / "second",
                                                             "--null_score_diff_threshold", threshold]]))
     first, second = (json.loads((tmp_path / run / "eval_results.json").read_text()) for run in ("first", "second"))
     assert second["eval_f1"] == pytest.approx(first["eval_best_f1"]) and first["eval_best_f1"] > first["eval_f1"]
@@ -153,8 +153,6 @@ def test_dataset_by_name_with_the_squad_schema(tmp_path, capsys):
 
 def test_the_model_cards_usage_snippet_answers_from_the_context(quickstart_run, capsys):
     """transformers 5 has no question-answering pipeline; the card's (and README's) snippet works without it."""
-    from model_card import usage_snippet
-
-    exec(usage_snippet("squad", str(quickstart_run)), {})
+    exec(run_squad.CARDS[False].usage_snippet(str(quickstart_run)), {})
     answer = capsys.readouterr().out.strip().splitlines()[-1]
     assert answer and answer in "The Eiffel Tower is a wrought-iron lattice tower in Paris, France."

@@ -12,7 +12,9 @@ from conftest import REPO_DIR, run_main_in_process
 from transformers import AutoConfig, AutoModelForQuestionAnswering, Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from common import OrderedEvalTrainer, TrainingArguments, preprocessing_processes
+from finetune.arguments import TrainingArguments
+from finetune.data import preprocessing_processes
+from finetune.trainer import OrderedEvalTrainer
 
 
 def test_grouped_sampler_uses_arrow_lengths_and_draws_the_trainers_batches(tmp_path):
@@ -51,7 +53,7 @@ def test_cuda_graphs_with_dynamic_padding_warn_to_pad_to_max_length(dynamic_leng
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, torch_compile=True,
                              torch_compile_backend="cudagraphs")
     model = AutoModelForQuestionAnswering.from_config(AutoConfig.from_pretrained(REPO_DIR / "assets/tiny-bert"))
-    with caplog.at_level("WARNING", logger="common"):
+    with caplog.at_level("WARNING", logger="finetune.trainer"):
         OrderedEvalTrainer(model=model, args=args, dynamic_lengths=dynamic_lengths)
     assert ("pass --pad_to_max_length true" in caplog.text) is dynamic_lengths
     assert torch._dynamo.config.automatic_dynamic_shapes is False  # one graph per shape, never a symbolic size
@@ -64,7 +66,7 @@ def test_map_in_processes_sends_workers_file_backed_shards_and_keeps_the_results
     process, in memory (no stale cache files to load on a later run)."""
     import pickle
 
-    from common import map_in_processes
+    from finetune.data import map_in_processes
 
     rows = [{"text": f"{i} " + "context words " * (i % 200), "label": i % 2} for i in range(400)]
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["a", "b"])})
@@ -217,7 +219,8 @@ def test_gpu_recipes_parse_and_switch_on_the_measured_speed_settings(recipe):
 
     import yaml
 
-    from common import ModelArguments, parse_args
+    from finetune.arguments import ModelArguments
+    from finetune.cli import parse_args
 
     script = "run_glue_sst2" if recipe.startswith("recipes/sst2") else "run_squad"
     module = importlib.import_module(script)
@@ -245,7 +248,8 @@ def test_quickstart_recipes_run_torch_on_one_thread(tmp_path, script, recipe):
     training on the 2-core machine while another job ran, BENCHMARKS.md): --cpu_threads sets torch's thread count."""
     import importlib
 
-    from common import ModelArguments, parse_args
+    from finetune.arguments import ModelArguments
+    from finetune.cli import parse_args
 
     module = importlib.import_module(script)
     before = torch.get_num_threads()

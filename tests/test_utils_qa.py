@@ -11,7 +11,7 @@ from conftest import REPO_DIR, SAMPLE_DIR
 from qa_reference import straightforward_postprocess
 from transformers import AutoTokenizer, BatchEncoding
 
-from common import InputError
+from finetune.cli import InputError
 from utils_qa import (
     check_qa_tokenizer, load_squad_file, null_probability, overflow_covers_long_contexts, postprocess_qa_predictions,
     prepare_eval_features, prepare_train_features, truncate_questions, windows_from_pairs, windows_from_shared_contexts,

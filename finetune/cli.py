@@ -1,0 +1,192 @@
+"""The command line: `[recipe.yaml] [--key value ...]` parsed into the scripts' argument dataclasses, one error line
+instead of a traceback for bad input, secrets kept out of every message, and the per-phase wall-time line."""
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+
+import torch
+import transformers
+import yaml
+from transformers import HfArgumentParser
+
+logger = logging.getLogger(__name__)
+RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
+HUB_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{8,}")
+TOKEN_FLAGS = ("--hub_token", "--token")
+
+
+class InputError(Exception):
+    """A problem with what the user gave us, reported as one line: which file, which row, what to do."""
+
+
+def run_main(main):
+    """Runs a script's main(); bad input ends with one error line and exit code 2 instead of a traceback."""
+    try:
+        main()
+    except InputError as error:
+        logger.debug("input error", exc_info=True)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except ImportError as error:  # an optional package a flag needs (--optim adamw_bnb_8bit, --use_liger_kernel, ...)
+        logger.debug("missing package", exc_info=True)
+        print(f"error: a package this run needs is missing: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
+    leave_process_group()
+
+
+def leave_process_group():
+    """Under torchrun / accelerate launch: wait for every process, then close the process group. Without it, a process
+    whose peer already exited sometimes aborts at exit ("terminate called without an active exception", exit -6)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+class PhaseClock:
+    """Wall-clock seconds of each phase of a run, the first counted from the process's start (Python start-up,
+    imports, argument parsing), for one line at the end: where a whole run's time goes besides training."""
+
+    def __init__(self, from_process_start=True):
+        self.last, self.seconds = time.time() - (seconds_since_process_start() if from_process_start else 0), {}
+
+    def mark(self, phase):
+        now = time.time()
+        self.seconds[phase] = now - self.last
+        self.last = now
+
+    def __str__(self):
+        phases = ", ".join(f"{phase} {seconds:.1f}" for phase, seconds in self.seconds.items())
+        return f"{phases}; total {sum(self.seconds.values()):.1f}"
+
+
+def seconds_since_process_start():
+    """From the kernel's process start time (Linux, 10 ms ticks); 0 where /proc does not tell."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+            return float(uptime.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def parse_args(dataclass_types, argv=None):
+    """Parses `[recipe.yaml] [--key value ...]`: the recipe file's keys first, command-line flags override them."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(dataclass_types, allow_abbrev=False)  # --learning_rat must not pass for --learning_rate
+    recipe_args, where = [], "the command line"
+    if argv and not argv[0].startswith("-"):
+        where = f"recipe file {argv[0]} or the command line"
+        recipe_args = recipe_to_flags(argv.pop(0), actions={a.dest: a for a in parser._actions})
+
+    def fail(message):  # argparse's own way prints its whole usage text (~130 lines) above the message
+        raise InputError(f"{message}; fix the value in {where}")
+
+    parser.error = fail
+    try:
+        parsed = parser.parse_args_into_dataclasses(args=recipe_args + argv, return_remaining_strings=True)
+    except ValueError as error:  # TrainingArguments' own checks, e.g. bf16 asked on a machine without support
+        message = " ".join(str(error).split())
+        if re.search(r"bf16|tf32", message, re.IGNORECASE):
+            message += " (on a CPU or a GPU older than Ampere, add --bf16 false --tf32 false)"
+        raise InputError(f"the arguments do not fit together or this machine: {message}") from None
+    *arguments, unknown = parsed
+    if unknown:
+        raise InputError(f"unknown command-line argument(s) {' '.join(redact_secrets(unknown))}; "
+                         "see --help for the accepted flags")
+    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+        limits = [getattr(a, name) for a in arguments if getattr(a, name, None) is not None]
+        if limits and limits[0] < 1:
+            raise InputError(f"--{name} must be at least 1 (got {limits[0]}); leave it out to use every row")
+    return tuple(arguments)
+
+
+def redact_secrets(args):
+    """Command-line words safe to print: the value of any *token* flag (misspelled ones too) and anything that looks
+    like a Hub token are replaced, so a typo such as `--hub-tokn SECRET` never puts the token in a log."""
+    safe, previous = [], ""
+    for arg in args:
+        key, equals, _ = arg.partition("=")
+        secret_flag = equals and key.startswith("-") and "tok" in key.lower()
+        if HUB_TOKEN.search(arg) or "tok" in previous.lower():
+            arg = f"{key}=<redacted>" if secret_flag else "<redacted>"
+        elif secret_flag:
+            arg = f"{key}=<redacted>"
+        safe.append(arg)
+        previous = arg if arg.startswith("-") and not equals else ""
+    return safe
+
+
+def known_tokens(training_args=None):
+    """Every token this process could be using, so we can make sure none is ever written or printed."""
+    tokens = {getattr(training_args, "hub_token", None), os.environ.get("HF_TOKEN"),
+              os.environ.get("HUGGING_FACE_HUB_TOKEN")}
+    try:
+        from huggingface_hub import get_token
+
+        tokens.add(get_token())
+    except Exception:
+        pass
+    return {t for t in tokens if t and len(t) >= 4}
+
+
+def scrub_tokens(text, tokens):
+    for token in sorted(tokens, key=len, reverse=True):
+        text = text.replace(token, "<hub_token>")
+    return re.sub(r"\bhf_[A-Za-z0-9]{20,}\b", "<hub_token>", text)  # any Hub-looking token, known or not
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice is an error: YAML keeps the last silently, so a second
+    learning_rate line further down would quietly win."""
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        repeated = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise yaml.constructor.ConstructorError(None, None, f"key '{repeated[0]}' is given twice", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def recipe_to_flags(path, actions):
+    """Turns a YAML/JSON recipe (a flat mapping of flag -> value) into command-line flags."""
+    if not path.endswith(RECIPE_SUFFIXES):
+        raise InputError(f"{path}: a recipe file must end in .yaml, .yml or .json (flags start with --)")
+    if not os.path.isfile(path):
+        raise InputError(f"recipe file {path} not found; give the path to a file under recipes/")
+    try:
+        with open(path, encoding="utf-8") as f:
+            recipe = yaml.load(f, Loader=RecipeLoader)  # YAML is a superset of JSON, so one loader reads both
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise InputError(f"recipe file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
+    if not isinstance(recipe, dict):
+        raise InputError(f"recipe file {path} must be a mapping of flag names to values")
+    flags = []
+    for key, value in recipe.items():
+        if key not in actions:
+            raise InputError(f"recipe file {path}: unknown key '{key}'; fix the name or remove it (see --help)")
+        if value is None:
+            continue
+        if isinstance(value, list) and actions[key].nargs in (None, "?"):
+            raise InputError(f"recipe file {path}: '{key}' takes one value, not a list; fix the recipe")
+        if isinstance(value, list):
+            flags += [f"--{key}"] + [str(v) for v in value]
+        elif isinstance(value, dict):
+            flags += [f"--{key}", json.dumps(value)]
+        else:
+            flags += [f"--{key}", str(value)]
+    return flags
+
+
+def set_up_logging(training_args):
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", handlers=[logging.StreamHandler()]
+    )
+    level = training_args.get_process_log_level()
+    for name in ("finetune", "__main__", "utils_qa"):
+        logging.getLogger(name).setLevel(level)
+    transformers.utils.logging.set_verbosity(level)
+    logging.getLogger("__main__").info("Training arguments: %s", training_args)

@@ -1,0 +1,202 @@
+"""Reading the data: local files with row-precise errors, Hub dataset splits, sample limits, and tokenization
+in worker processes."""
+
+import contextlib
+import csv
+import gc
+import gzip
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import datasets
+import pyarrow
+
+from finetune.cli import InputError
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".txt")
+
+
+def load_hub_split(dataset_name, config_name, split):
+    """Rows of one split of a Hub dataset, each with its '_row' for error messages, and the name to cite."""
+    try:
+        dataset = datasets.load_dataset(dataset_name, config_name, split=split)
+    except Exception as error:  # the Hub raises many kinds; all mean "cannot get this dataset"
+        raise InputError(f"could not load split '{split}' of {dataset_name}: {str(error).splitlines()[0]}") from None
+    return [{**row, "_row": f"row {i}"} for i, row in enumerate(dataset.to_list())], f"{dataset_name}[{split}]"
+
+
+def first_rows(dataset, limit):
+    """The first `limit` rows (all of them without a limit: --max_*_samples)."""
+    return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
+
+
+@contextlib.contextmanager
+def cycle_collection_paused():
+    """For reading the data. A data file becomes up to a million small dicts and lists, none in a reference cycle,
+    and their allocation alone keeps triggering Python's cycle collector, which walks them all again each time.
+    Afterwards they, and the objects of the imports, stay out of its way (gc.freeze: the collections during
+    tokenization skip them; reference counting still frees them)."""
+    gc.collect()  # what is garbage now goes before the freeze below
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+    gc.freeze()
+
+
+def split_suffix(path):
+    """'dev.tsv.gz' -> '.tsv' (the format, whether gzipped or not)."""
+    name = str(path)[:-3] if str(path).endswith(".gz") else str(path)
+    return os.path.splitext(name)[1].lower()
+
+
+def read_text(path, flag="a data file"):
+    """The whole file as text (gzip handled). Missing files and bytes that are not UTF-8 are InputErrors."""
+    if not os.path.isfile(path):
+        if not os.path.isabs(path) and (REPO_DIR / path).is_file():  # a recipe's path, run from another folder
+            raise InputError(f"{path}: file not found in {os.getcwd()}; the recipes' paths are relative to the "
+                             f"repository: run from {REPO_DIR} or give {flag} an absolute path")
+        raise InputError(f"{path}: file not found; check the path given to {flag}")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if str(path).endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as error:
+            raise InputError(f"{path}: not a valid gzip file ({error}); re-download or decompress it") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise InputError(f"{path}, line {line}: bytes that are not UTF-8; re-save the file as UTF-8") from None
+
+
+def text_lines(text):
+    """Lines split at \\n, \\r\\n or \\r only: str.splitlines also splits at U+2028, U+0085, form feeds and other
+    characters that are ordinary text inside a sentence or a JSON string."""
+    return re.split(r"\r\n|\r|\n", text)
+
+
+def read_records(path, flag="a data file"):
+    """Rows of a .csv/.tsv/.json/.jsonl/.txt file (optionally .gz) as a list of dicts, each with its location
+    under the key '_row' ("line 12" / "record 3") for error messages."""
+    suffix = split_suffix(path)
+    if suffix not in DATA_SUFFIXES:
+        raise InputError(f"{path}: unsupported file type; use .csv, .tsv, .json, .jsonl or .txt (optionally .gz)")
+    text = read_text(path, flag)
+    if not text.strip():
+        raise InputError(f"{path}: the file is empty; it needs a header and at least one row")
+    if suffix == ".txt":  # one sentence per line, for prediction
+        rows = [{"sentence": line, "_row": f"line {i}"} for i, line in enumerate(text_lines(text), 1) if line.strip()]
+    elif suffix in (".csv", ".tsv"):
+        rows = read_delimited(path, text, suffix)
+    else:
+        rows = read_json_rows(path, text, suffix)
+    if not rows:
+        raise InputError(f"{path}: no data rows (only a header?); add rows or fix the file")
+    return rows
+
+
+def read_delimited(path, text, suffix):
+    # GLUE's .tsv files hold bare quote characters inside sentences: quoting must be off for tab-separated files. A
+    # quoted .csv field may hold line breaks, so the reader gets the text with its line ends (newline="").
+    options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
+    reader = csv.reader(io.StringIO(text, newline=""), **options)
+    try:
+        header = next(reader)
+        rows = []
+        line_number = reader.line_num + 1  # where the next row starts: a row may span several lines
+        for values in reader:
+            row_line, line_number = line_number, reader.line_num + 1
+            if not values:
+                continue
+            if len(values) != len(header):
+                raise InputError(
+                    f"{path}, line {row_line}: {len(values)} fields where the header has {len(header)}; "
+                    f"fix that row (a stray {'tab' if suffix == '.tsv' else 'comma or quote'}?)"
+                )
+            rows.append({**dict(zip(header, values)), "_row": f"line {row_line}"})
+    except csv.Error as error:
+        raise InputError(f"{path}, line {reader.line_num}: {error}; fix the quoting of that row") from None
+    return rows
+
+
+def read_json_rows(path, text, suffix):
+    """A JSON list of objects, {"data": [...]}, or JSON lines (datasets' json loader accepts all three)."""
+    if suffix == ".json":
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            if text.lstrip().startswith("{") and "\n{" in text.strip():
+                document = None  # JSON lines in a .json file
+            else:
+                raise InputError(f"{path}, line {error.lineno}: broken JSON ({error.msg}); fix the file") from None
+        if document is not None:
+            records = document.get("data") if isinstance(document, dict) else document
+            if isinstance(document, dict) and records is None:
+                records = [document]
+            if not isinstance(records, list):
+                raise InputError(f"{path}: expected a list of records (or {{\"data\": [...]}}); fix the file layout")
+            return [check_object(path, record, f"record {i}") for i, record in enumerate(records)]
+    rows = []
+    for line_number, line in enumerate(text_lines(text), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}, line {line_number}: broken JSON line ({error.msg}); fix that line") from None
+        rows.append(check_object(path, record, f"line {line_number}"))
+    return rows
+
+
+TSV_BREAKS = re.compile(r"[\t\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")  # a tab, and whatever str.splitlines splits at
+
+
+def tsv_cell(text):
+    """Text for one cell of a TSV report: a tab or a line break inside it would split the row, so each run of them
+    becomes one space; the rest of the text (GLUE's trailing spaces too) is kept as it is."""
+    return TSV_BREAKS.sub(" ", str(text))
+
+
+def check_object(path, record, where):
+    if not isinstance(record, dict):
+        raise InputError(f"{path}, {where}: expected a JSON object with named fields, got {type(record).__name__}")
+    return {**record, "_row": where}
+
+
+def preprocessing_processes(requested, rows):
+    """--preprocessing_num_workers for datasets.map: never more processes than CPU cores or rows (a recipe asks for
+    16 and still runs on a laptop); 1 or fewer means the main process."""
+    processes = min(requested or 1, os.cpu_count() or 1, rows)
+    if processes <= 1:
+        return None
+    # One tokenizer thread per process: otherwise each of N processes starts a thread pool as large as the machine
+    # (N x cores threads). An explicit TOKENIZERS_PARALLELISM from the user wins.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return processes
+
+
+def map_in_processes(dataset, function, requested_processes, **map_args):
+    """dataset.map(function, batched=True) in up to `requested_processes` worker processes (preprocessing_processes).
+    datasets sends each worker its shard pickled, and a shard of an in-memory dataset pickles the whole table
+    (pyarrow pickles a slice with its full buffers): N workers would be sent N copies, one after the other. So an in-memory dataset is first written to one Arrow file in datasets' temporary folder (removed at
+    exit): a shard then pickles as a file name and a row range. The results stay in memory, as without workers."""
+    processes = preprocessing_processes(requested_processes, len(dataset))
+    in_memory = not dataset.cache_files
+    if processes and in_memory:
+        folder = tempfile.mkdtemp(dir=datasets.fingerprint.get_temporary_cache_files_directory())
+        path = os.path.join(folder, "rows.arrow")
+        rows = dataset.with_format("arrow")[:]  # in the dataset's order (a selection or shuffle applied)
+        with pyarrow.OSFile(path, "wb") as sink, pyarrow.ipc.new_stream(sink, rows.schema) as writer:
+            writer.write_table(rows)
+        dataset = datasets.Dataset.from_file(path, info=dataset.info)
+    return dataset.map(function, batched=True, num_proc=processes, keep_in_memory=in_memory, **map_args)

@@ -1,0 +1,159 @@
+"""Training glue: the Trainer subclass both scripts use (evaluation order kept, compilation and CUDA graphs, pushes
+during training filtered), the batch collator, training and saving, and the end of a run (card, push, timings)."""
+
+import logging
+import sys
+from pathlib import Path
+
+import pyarrow
+import pyarrow.compute
+import torch
+from transformers import DataCollatorWithPadding, Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from finetune.cli import InputError, known_tokens, scrub_tokens
+from finetune.hub import CARD_FALLBACK, IGNORE_PATTERNS, describe_push_error, push_output_dir, save_model_card
+from finetune.outputs import save_metrics
+
+logger = logging.getLogger(__name__)
+
+
+def batch_collator(tokenizer, training_args, pad_to_max_length):
+    """None when the features are padded to max_seq_length already; else each batch padded to its longest row (to a
+    multiple of 8 under mixed precision: tensor-core friendly shapes)."""
+    if pad_to_max_length:
+        return None
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.bf16 or training_args.fp16 else None)
+
+
+class OrderedEvalTrainer(Trainer):
+    """A Trainer whose evaluation and prediction batches keep the dataset's order. The Trainer length-groups them
+    too under --train_sampling_strategy group_by_length, and then the i-th prediction no longer belongs to the i-th
+    row: failure reports and QA post-processing rely on that order."""
+
+    def __init__(self, *args, dynamic_lengths=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dynamic_lengths = dynamic_lengths  # False when every batch is padded to the same length
+        self.replays_cuda_graphs = self.args.replays_cuda_graphs
+        # The "cudagraphs" backend records a graph for the shapes it was compiled with and fails when a size changes
+        # (at the short last batch of an epoch: "size of tensor a (32) must match ... b (12)"). Compile each shape
+        # on its own instead: with padding to max_length, one graph for full batches and one for the last (and, in an
+        # evaluation-only run, which compiles the evaluation model, one per evaluation batch size).
+        self.static_shapes = self.args.torch_compile and self.args.torch_compile_backend == "cudagraphs"
+        if self.static_shapes:
+            torch._dynamo.config.automatic_dynamic_shapes = False  # (torch has no public switch for it)
+            if dynamic_lengths:
+                logger.warning("CUDA graphs with batches padded to their longest row record a graph for every length "
+                               "(and fall back to eager steps after 8): pass --pad_to_max_length true")
+
+    def training_step(self, *args, **kwargs):
+        if self.replays_cuda_graphs:
+            # CUDA graphs replay into the same output memory each step: say that a new step begins, so the last
+            # step's outputs (consumed by its backward) may be overwritten. A no-op without a GPU.
+            torch.compiler.cudagraph_mark_step_begin()
+        return super().training_step(*args, **kwargs)
+
+    def prediction_step(self, *args, **kwargs):
+        if not self.replays_cuda_graphs:
+            return super().prediction_step(*args, **kwargs)
+        torch.compiler.cudagraph_mark_step_begin()
+        outputs = super().prediction_step(*args, **kwargs)
+        # The next batch's replay writes into the same memory, while the Trainer keeps every batch's logits until
+        # the end: keep copies.
+        return torch.utils._pytree.tree_map(lambda t: t.clone() if isinstance(t, torch.Tensor) else t, outputs)
+
+    def init_hf_repo(self, *args, **kwargs):
+        """--push_to_hub creates the Hub repository before training: a failure there (no network, no token, a name
+        of someone else's) is one error line, before any training."""
+        try:
+            super().init_hf_repo(*args, **kwargs)
+        except Exception as error:
+            repo = self.args.hub_model_id or Path(self.args.output_dir).absolute().name
+            reason = scrub_tokens(describe_push_error(error, repo), known_tokens(self.args))
+            raise InputError(f"--push_to_hub: could not create the Hub repository {repo} ({reason}); nothing was "
+                             "trained: fix that, or drop --push_to_hub and push later with push_to_hub.py") from None
+
+    def _push_from_checkpoint(self, checkpoint_folder):
+        """--hub_strategy every_save / checkpoint / all_checkpoints: the Trainer uploads the whole output folder at
+        each save, skipping only checkpoint folders. Skip as well what our final push never uploads: predictions and
+        failure reports that quote the data, and README.md / MODEL_CARD.md (a README.md may be the user's; the card
+        comes with the final push). The Trainer has no public hook for what it uploads: its module's hf_api is wrapped
+        for the duration of the call."""
+        import transformers.trainer as trainer_module
+
+        real_hf_api, output_dir = trainer_module.hf_api, self.args.output_dir
+
+        class OutputFolderFiltered:
+            def __init__(self, api):
+                self.api = api
+
+            def __getattr__(self, name):
+                return getattr(self.api, name)
+
+            def upload_folder(self, **kwargs):
+                if kwargs.get("folder_path") == output_dir:
+                    kwargs["ignore_patterns"] = [*(kwargs.get("ignore_patterns") or []), *IGNORE_PATTERNS,
+                                                 "README.md", CARD_FALLBACK]
+                return self.api.upload_folder(**kwargs)
+
+        trainer_module.hf_api = lambda: OutputFolderFiltered(real_hf_api())
+        try:
+            super()._push_from_checkpoint(checkpoint_folder)
+        finally:
+            trainer_module.hf_api = real_hf_api
+
+    def _prepare_inputs(self, inputs):
+        inputs = super()._prepare_inputs(inputs)
+        if self.args.torch_compile and not self.static_shapes:
+            # The batch size changes at the end of an epoch, and the length of every batch with dynamic padding: say
+            # so up front, or torch.compile compiles a second time (as long as the first) when the change comes.
+            # A length that never changes stays static, which makes faster kernels.
+            for value in inputs.values():
+                if isinstance(value, torch.Tensor) and value.dim() >= 1:
+                    torch._dynamo.maybe_mark_dynamic(value, 0)  # (torch.compiler has no public equivalent)
+                    if self.dynamic_lengths and value.dim() >= 2:
+                        torch._dynamo.maybe_mark_dynamic(value, 1)
+        return inputs
+
+    def _get_eval_sampler(self, eval_dataset):
+        if self.args.world_size <= 1:
+            return torch.utils.data.SequentialSampler(eval_dataset)
+        return None  # distributed: the Trainer's own sequential sharding
+
+    def _get_train_sampler(self, *args, **kwargs):
+        dataset = args[0] if args else kwargs.get("train_dataset", self.train_dataset)
+        if (self.args.train_sampling_strategy == "group_by_length" and hasattr(dataset, "with_format")
+                and "input_ids" in dataset.column_names):
+            # The Trainer would measure every row in Python; Arrow has the lengths.
+            lengths = pyarrow.compute.list_value_length(dataset.with_format("arrow")["input_ids"]).to_pylist()
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=lengths)
+        return super()._get_train_sampler(*args, **kwargs)
+
+
+def train_and_save(trainer, resume_from, train_samples):
+    """Trains, saves the final model, tokenizer and trainer state, writes train_results.json; returns the metrics."""
+    result = trainer.train(resume_from_checkpoint=resume_from)  # (check_training_setup: the checkpoint fits)
+    trainer.save_model(_internal_call=True)  # no Trainer push here: ours, at the end, carries our model card
+    trainer.save_state()
+    metrics = {**result.metrics, "train_samples": train_samples}
+    trainer.log_metrics("train", metrics)
+    if trainer.is_world_process_zero():
+        save_metrics(trainer.args.output_dir, "train", metrics)
+    return metrics
+
+
+def finish_run(trainer, task_card, model_args, data_args, metrics, clock):
+    """The end of a run, once everything else is written (a failed push leaves a complete output folder): the push
+    with --push_to_hub, else the model card of a trained model (for push_to_hub.py); then the per-phase timings."""
+    if not trainer.is_world_process_zero():
+        return
+    args = trainer.args
+    card_args = {"task": task_card, "model_args": model_args, "data_args": data_args, "metrics": metrics,
+                 "argv": sys.argv}
+    if args.push_to_hub:
+        push_output_dir(args, **card_args)
+        clock.mark("push")
+    elif args.do_train:
+        save_model_card(args, **card_args)
+    print(f"Wall time, seconds per phase: {clock}")  # printed like the Trainer's metrics blocks
