@@ -55,8 +55,9 @@ class DataArguments:
     text_column: str | None = field(default=None, metadata={"help": "Text column (default: 'sentence' or 'text')."})
     label_column: str = field(default="label", metadata={"help": "Label column: 0/1 or negative/positive."})
     max_seq_length: int = field(default=128, metadata={"help": "Longer sentences are truncated to this many tokens."})
-    pad_to_max_length: bool = field(
-        default=False, metadata={"help": "Pad every batch to max_seq_length (default: pad to the longest in batch)."}
+    pad_to_max_length: bool | None = field(
+        default=None, metadata={"help": "Pad every batch to max_seq_length (default: only where CUDA graphs need it; "
+                                        "else pad to the longest in the batch)."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation rows."})
@@ -234,6 +235,8 @@ def main(argv=None):
     clock = PhaseClock(from_process_start=argv is None)  # in-process callers (tests) count from here
     clock.mark("imports")  # Python, torch, transformers, datasets: most of a run's start-up
     model_args, data_args, training_args = parse_args((ModelArguments, DataArguments, TrainingArguments), argv)
+    if data_args.pad_to_max_length is None:
+        data_args.pad_to_max_length = training_args.replays_cuda_graphs  # graphs need one shape per batch size
     set_up_logging(training_args)
     training_args.check_best_metric(("loss", "accuracy", "f1"))  # eval_* keys of the loss and metrics/accuracy_f1
     clock.mark("arguments")

@@ -1,4 +1,5 @@
-"""The argument dataclasses both scripts share, and their up-front checks."""
+"""The argument dataclasses both scripts share, their up-front checks, and the speed settings that depend on the
+machine: a recipe states what it reproduces; how fast this machine can run it is decided here."""
 
 import logging
 import os
@@ -9,10 +10,12 @@ from typing import ClassVar
 import huggingface_hub
 import torch
 import transformers
+from transformers.utils import is_torch_tf32_available
 
 from finetune.cli import InputError
 
 logger = logging.getLogger(__name__)
+FOR_THIS_MACHINE = "default: chosen for this machine"
 
 
 @dataclass
@@ -51,6 +54,18 @@ class TrainingArguments(transformers.TrainingArguments):
         metadata={"help": "Threads for torch's work on the CPU (default: torch's, one per core). 1 is faster for tiny "
                           "models and on a busy machine, where threads wait on each other (the quickstart recipes)."},
     )
+    # The speed settings that depend on the hardware: None until resolve_speed_settings() picks for this machine;
+    # a recipe key or a command-line flag sets them instead.
+    bf16: bool | None = field(default=None, metadata={"help": f"bf16 mixed precision ({FOR_THIS_MACHINE})."})
+    torch_compile: bool | None = field(default=None, metadata={"help": f"torch.compile the model ({FOR_THIS_MACHINE})."})
+    dataloader_num_workers: int | None = field(
+        default=None, metadata={"help": f"DataLoader worker processes ({FOR_THIS_MACHINE})."})
+    dataloader_pin_memory: bool | None = field(
+        default=None, metadata={"help": f"Page-locked batches for faster copies to the GPU ({FOR_THIS_MACHINE})."})
+    dataloader_persistent_workers: bool | None = field(
+        default=None, metadata={"help": f"Keep the loader workers between epochs ({FOR_THIS_MACHINE})."})
+    logging_nan_inf_filter: bool | None = field(
+        default=None, metadata={"help": f"Skip non-finite losses in the logged average ({FOR_THIS_MACHINE})."})
     # What --load_best_model_at_end, --save_strategy best and the plateau scheduler compare when no
     # --metric_for_best_model is named: the Trainer's choice, the loss, which QA evaluation does not compute, so
     # run_squad.py names another.
@@ -67,9 +82,7 @@ class TrainingArguments(transformers.TrainingArguments):
             # process a world of its own (N separate trainings, all writing the same files); with it, they join
             # one gloo process group.
             self.use_cpu = True
-        if self.dataloader_num_workers == 0 and self.dataloader_persistent_workers:
-            # A recipe's persistent workers mean nothing without workers (torch would refuse the DataLoader)
-            self.dataloader_persistent_workers = False
+        self.resolve_speed_settings()
         super().__post_init__()
         if self.lr_scheduler_type == "reduce_lr_on_plateau" and self.greater_is_better:
             # torch's ReduceLROnPlateau waits for its metric to fall; for accuracy or F1 it must wait for a rise
@@ -82,10 +95,27 @@ class TrainingArguments(transformers.TrainingArguments):
             raise InputError(f"{launched_processes()} processes were launched but they did not join one process group "
                              f"(world size {self.world_size}); check --ddp_backend and the launcher's settings")
 
+    def resolve_speed_settings(self):
+        """Sets each speed setting that neither the recipe nor the command line set (see speed_settings)."""
+        requested = {name: getattr(self, name) for name in SPEED_SETTINGS}
+        requested["fsdp"] = bool(self.fsdp) or os.environ.get("ACCELERATE_USE_FSDP") == "true"
+        for name, value in speed_settings(requested, this_machine(self.use_cpu)).items():
+            setattr(self, name, value)
+
     @property
     def replays_cuda_graphs(self):
         return self.torch_compile and (self.torch_compile_backend == "cudagraphs"
                                        or self.torch_compile_mode in ("reduce-overhead", "max-autotune"))
+
+    def speed_summary(self):
+        """One line: what resolve_speed_settings() and the recipe chose, to be printed at the start of a run."""
+        device = torch.cuda.get_device_name() if torch.cuda.is_available() and not self.use_cpu else "CPU"
+        precision = "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32" + (" (tf32 matmuls)" if self.tf32 else "")
+        compiled = (f"torch.compile {self.torch_compile_backend}" + (f" {self.torch_compile_mode}"
+                    if self.torch_compile_mode else "")) if self.torch_compile else "no torch.compile"
+        pinned = ", pinned memory" if self.dataloader_pin_memory else ""
+        return (f"Speed settings for this machine ({device}): {precision}, {compiled}, optimizer "
+                f"{getattr(self.optim, 'value', self.optim)}, {self.dataloader_num_workers} loader workers{pinned}")
 
     def check(self):
         """What the Trainer would otherwise fail on with a traceback deep in a run, or silently do nothing with."""
@@ -136,6 +166,58 @@ class TrainingArguments(transformers.TrainingArguments):
         state = dict(self.__dict__)
         state["hub_token"] = None
         return state
+
+
+SPEED_SETTINGS = ("bf16", "fp16", "tf32", "torch_compile", "torch_compile_backend", "torch_compile_mode",
+                  "dataloader_num_workers", "dataloader_pin_memory", "dataloader_persistent_workers",
+                  "logging_nan_inf_filter", "accelerator_config")
+
+
+@dataclass(frozen=True)
+class Machine:
+    gpu: bool  # a CUDA GPU this run uses
+    bf16: bool  # ... that computes in bf16 (Ampere or newer)
+    tf32: bool  # ... that has tf32 matmuls (Ampere or newer)
+    cpu_count: int
+    local_processes: int  # processes of this run on this machine (torchrun / accelerate launch)
+
+
+def this_machine(use_cpu=False):
+    gpu = torch.cuda.is_available() and not use_cpu
+    return Machine(gpu=gpu, bf16=gpu and torch.cuda.is_bf16_supported(including_emulation=False),
+                   tf32=gpu and is_torch_tf32_available(), cpu_count=os.cpu_count() or 1,
+                   local_processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def speed_settings(requested, machine):
+    """The fastest safe value of each speed setting left unset (None) in `requested`, for `machine`; the values set
+    stay. On a CPU: fp32, eager, batches built in the training process. On a CUDA GPU: bf16 and tf32 where it has
+    them, torch.compile (the recipe may name its backend: a CPU ignores it), loader workers copying from pinned
+    memory without waiting, and no per-step read of the loss (the NaN filter syncs the GPU every step). The fused
+    AdamW is the Trainer's default on both."""
+    chosen = {name: requested[name] for name in SPEED_SETTINGS}
+    gpu = machine.gpu
+    if chosen["bf16"] is None:
+        chosen["bf16"] = machine.bf16 and not chosen["fp16"]
+    if chosen["tf32"] is None and machine.tf32:
+        chosen["tf32"] = True
+    if chosen["torch_compile"] is None:  # not measured with FSDP's sharded parameters: left to an explicit flag
+        chosen["torch_compile"] = gpu and not requested["fsdp"]
+    if not chosen["torch_compile"]:
+        # The Trainer would take a backend or mode as "compile" and switch compilation back on.
+        chosen["torch_compile_backend"] = chosen["torch_compile_mode"] = None
+    if chosen["dataloader_num_workers"] is None:
+        chosen["dataloader_num_workers"] = min(4, machine.cpu_count // machine.local_processes) if gpu else 0
+    if chosen["dataloader_pin_memory"] is None:
+        chosen["dataloader_pin_memory"] = gpu
+    if chosen["dataloader_persistent_workers"] is None or chosen["dataloader_num_workers"] == 0:
+        # (torch refuses persistent workers without workers)
+        chosen["dataloader_persistent_workers"] = chosen["dataloader_num_workers"] > 0
+    if chosen["logging_nan_inf_filter"] is None:
+        chosen["logging_nan_inf_filter"] = not gpu
+    if chosen["accelerator_config"] is None and gpu:
+        chosen["accelerator_config"] = {"non_blocking": True}
+    return chosen
 
 
 def launched_processes():

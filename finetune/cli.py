@@ -88,10 +88,10 @@ def parse_args(dataclass_types, argv=None):
     parser.error = fail
     try:
         parsed = parser.parse_args_into_dataclasses(args=recipe_args + argv, return_remaining_strings=True)
-    except ValueError as error:  # TrainingArguments' own checks, e.g. bf16 asked on a machine without support
+    except ValueError as error:  # TrainingArguments' own checks, e.g. --bf16 true on a machine without support
         message = " ".join(str(error).split())
         if re.search(r"bf16|tf32", message, re.IGNORECASE):
-            message += " (on a CPU or a GPU older than Ampere, add --bf16 false --tf32 false)"
+            message += " (this machine has no GPU with bf16/tf32: leave --bf16 and --tf32 out, or set them false)"
         raise InputError(f"the arguments do not fit together or this machine: {message}") from None
     *arguments, unknown = parsed
     if unknown:
@@ -190,3 +190,5 @@ def set_up_logging(training_args):
         logging.getLogger(name).setLevel(level)
     transformers.utils.logging.set_verbosity(level)
     logging.getLogger("__main__").info("Training arguments: %s", training_args)
+    if training_args.should_log:
+        print(training_args.speed_summary())

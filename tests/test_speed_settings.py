@@ -12,7 +12,7 @@ from conftest import REPO_DIR, run_main_in_process
 from transformers import AutoConfig, AutoModelForQuestionAnswering, Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from finetune.arguments import TrainingArguments
+from finetune.arguments import SPEED_SETTINGS, Machine, TrainingArguments, speed_settings
 from finetune.data import preprocessing_processes
 from finetune.trainer import OrderedEvalTrainer
 
@@ -208,37 +208,106 @@ def test_cuda_graph_runs_record_fixed_shapes_and_keep_every_evaluation_batch(scr
         assert predictions[0] == predictions[1]
 
 
-@pytest.mark.parametrize("recipe", sorted(str(p.relative_to(REPO_DIR)) for p in REPO_DIR.glob("recipes/s*/*.yaml")
-                                           if "quickstart" not in p.name))
-def test_gpu_recipes_parse_and_switch_on_the_measured_speed_settings(recipe):
-    """Every GPU recipe parses with its script (bf16/tf32 off on this CPU) and carries the settings that cost nothing:
-    fused AdamW, no per-step loss sync, non-blocking copies from pinned memory, loader workers. torch.compile where
-    it was measured to pay: Inductor for BERT-base on 384-token SQuAD windows (1.58x the step rate), CUDA graphs for
-    MiniLM, whose eager step waits on kernel launches (not Inductor: its ~40 s compilation was not won back)."""
-    import importlib
+TASK_RECIPES = sorted(str(p.relative_to(REPO_DIR)) for p in REPO_DIR.glob("recipes/s*/*.yaml") if "quickstart" not in p.name)
+CPU = Machine(gpu=False, bf16=False, tf32=False, cpu_count=2, local_processes=1)
+H100 = Machine(gpu=True, bf16=True, tf32=True, cpu_count=16, local_processes=1)
+V100 = Machine(gpu=True, bf16=False, tf32=False, cpu_count=8, local_processes=1)
 
-    import yaml
+
+def parse_recipe(recipe, *flags):
+    import importlib
 
     from finetune.arguments import ModelArguments
     from finetune.cli import parse_args
 
-    script = "run_glue_sst2" if recipe.startswith("recipes/sst2") else "run_squad"
-    module = importlib.import_module(script)
-    _, data_args, training_args = parse_args((ModelArguments, module.DataArguments, TrainingArguments),
-                                             [str(REPO_DIR / recipe), "--bf16", "false", "--tf32", "false"])
-    assert training_args.optim.value == "adamw_torch_fused"
-    assert training_args.logging_nan_inf_filter is False and training_args.accelerator_config.non_blocking is True
-    assert training_args.dataloader_pin_memory is True and training_args.dataloader_num_workers >= 4
+    module = importlib.import_module("run_glue_sst2" if recipe.startswith("recipes/sst2") else "run_squad")
+    return parse_args((ModelArguments, module.DataArguments, TrainingArguments), [str(REPO_DIR / recipe), *flags])
+
+
+def requested_by(recipe, **flags):
+    """The speed settings a recipe and command-line flags ask for, None where they leave the choice open."""
+    import yaml
+
+    values = {**yaml.safe_load((REPO_DIR / recipe).read_text()), **flags}
+    return {**{name: values.get(name) for name in SPEED_SETTINGS}, "fp16": values.get("fp16", False),
+            "fsdp": False}
+
+
+@pytest.mark.parametrize("recipe", TASK_RECIPES)
+def test_task_recipes_state_no_hardware_setting_and_run_as_they_are_on_this_cpu(recipe):
+    """A recipe states task, model, data and hyper-parameters; parsed as it is on this CPU, nothing is compiled, no
+    bf16, no loader workers, and every hyper-parameter is the recipe's."""
+    import yaml
+
     settings = yaml.safe_load((REPO_DIR / recipe).read_text())
-    if "minilm" in recipe:  # CUDA graphs: SQuAD end to end 2.94x run_qa.py on an H100, same EM/F1 (BENCHMARKS.md)
-        assert training_args.torch_compile and training_args.torch_compile_backend == "cudagraphs"
-        assert data_args.pad_to_max_length  # fixed shapes: one graph for every full batch
-        assert training_args.per_device_train_batch_size == 32  # issue 5's hyper-parameters
-        if script == "run_glue_sst2":
-            assert training_args.learning_rate == 5e-5 and training_args.num_train_epochs == 3
-    else:
-        assert settings.get("torch_compile", False) is (script == "run_squad")  # BERT-base SQuAD: Inductor
+    assert not {"bf16", "tf32", "torch_compile", "dataloader_num_workers", "dataloader_pin_memory",
+                "accelerator_config", "logging_nan_inf_filter", "pad_to_max_length"} & set(settings)
+    _, data_args, args = parse_recipe(recipe)
+    assert not args.bf16 and not args.torch_compile and args.torch_compile_backend is None
+    assert args.dataloader_num_workers == 0 and not args.dataloader_pin_memory
+    assert args.optim.value == "adamw_torch_fused"  # the Trainer's default, on both kinds of machine
+    assert args.speed_summary().startswith("Speed settings for this machine (CPU): fp32, no torch.compile")
+    for name in ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "seed", "max_seq_length"):
+        assert getattr(args, name, getattr(data_args, name, None)) == pytest.approx(settings[name]), name
     assert "train_sampling_strategy" not in settings  # grouping changes the batches: measured -0.6 F1 on SQuAD
+
+
+@pytest.mark.parametrize("recipe", TASK_RECIPES)
+def test_a_gpu_gets_the_fast_settings_and_the_same_hyper_parameters(recipe):
+    """What the same recipe resolves to on an H100 and on a GPU without bf16; only speed settings are chosen."""
+    on_h100 = speed_settings(requested_by(recipe), H100)
+    assert set(on_h100) == set(SPEED_SETTINGS)  # nothing else: the hyper-parameters are the recipe's everywhere
+    assert on_h100["bf16"] and on_h100["tf32"] and on_h100["torch_compile"]
+    assert on_h100["dataloader_num_workers"] == 4 and on_h100["dataloader_pin_memory"]
+    assert on_h100["dataloader_persistent_workers"] and not on_h100["logging_nan_inf_filter"]
+    assert on_h100["accelerator_config"] == {"non_blocking": True}
+    # MiniLM: CUDA graphs, as measured; BERT-base: Inductor, the Trainer's default backend
+    assert on_h100["torch_compile_backend"] == ("cudagraphs" if "minilm" in recipe else None)
+    on_v100 = speed_settings(requested_by(recipe), V100)
+    assert not on_v100["bf16"] and on_v100["tf32"] is None and on_v100["torch_compile"]
+    on_cpu = speed_settings(requested_by(recipe), CPU)
+    assert not on_cpu["bf16"] and not on_cpu["torch_compile"] and on_cpu["torch_compile_backend"] is None
+
+
+def test_flags_win_over_the_machine_and_the_recipe():
+    recipe = "recipes/squad/minilm-l6.yaml"
+    chosen = speed_settings(requested_by(recipe, torch_compile=False, bf16=False, dataloader_num_workers=0), H100)
+    assert not chosen["torch_compile"] and chosen["torch_compile_backend"] is None  # the recipe's backend dropped
+    assert not chosen["bf16"] and chosen["dataloader_num_workers"] == 0 and not chosen["dataloader_persistent_workers"]
+    assert speed_settings(requested_by(recipe, fp16=True), V100)["fp16"] and not speed_settings(
+        requested_by(recipe, fp16=True), H100)["bf16"]  # fp16 asked: no bf16 on top
+    assert speed_settings({**requested_by(recipe), "fsdp": True}, H100)["torch_compile"] is False
+    eight_processes = Machine(gpu=True, bf16=True, tf32=True, cpu_count=16, local_processes=8)
+    assert speed_settings(requested_by(recipe), eight_processes)["dataloader_num_workers"] == 2  # the cores shared
+
+
+@pytest.mark.parametrize("recipe", ["recipes/sst2/minilm-l6.yaml", "recipes/squad/minilm-l6.yaml"])
+def test_minilm_recipes_train_a_few_steps_on_this_cpu_without_compiling(recipe, tmp_path, capsys, monkeypatch):
+    """The GPU recipes as they are, and with --torch_compile false (the recipe names a backend: it must not switch
+    compilation back on), train here without torch.compile: the model and data are swapped for the tiny ones."""
+    import importlib
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda *args, **kwargs: compiled.append(1) or args[0])
+    torch._dynamo.reset()
+    frames = torch._dynamo.utils.counters["stats"]
+    frames.clear()
+    sst2 = recipe.startswith("recipes/sst2")
+    module = importlib.import_module("run_glue_sst2" if sst2 else "run_squad")
+    data = (["--train_file", REPO_DIR / "data/sample/sst2_train.tsv", "--validation_file",
+             REPO_DIR / "data/sample/sst2_dev.tsv"] if sst2 else
+            ["--train_file", REPO_DIR / "data/sample/squad_train.json", "--validation_file",
+             REPO_DIR / "data/sample/squad_dev.json", "--max_seq_length", 64, "--doc_stride", 16,
+             "--max_query_length", 16])
+    for extra in ([], ["--torch_compile", "false"]):
+        out = tmp_path / f"out{len(extra)}"
+        code, err = run_main_in_process(module, [REPO_DIR / recipe, "--model_name_or_path", "", "--config_name",
+                                                 REPO_DIR / "assets/tiny-bert", "--tokenizer_name",
+                                                 REPO_DIR / "assets/tiny-bert", *data, "--max_steps", 2,
+                                                 "--max_eval_samples", 8, "--output_dir", out, *extra], capsys)
+        assert code == 0, err
+        assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
+    assert not compiled and not frames["unique_graphs"]
 
 
 @pytest.mark.parametrize("script, recipe", [("run_glue_sst2", "recipes/sst2/quickstart.yaml"),
