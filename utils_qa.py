@@ -10,11 +10,9 @@ import bisect
 import json
 import logging
 import os
-import weakref
 from operator import itemgetter
 
 import numpy as np
-import tokenizers
 
 from finetune.cli import InputError
 from finetune.data import read_records
@@ -199,11 +197,6 @@ def windows_from_pairs(examples, tokenizer, max_seq_length, doc_stride, max_quer
             padding="max_length" if pad_to_max_length else False,
         )
 
-    if not overflow_covers_long_contexts(tokenizer, max_seq_length, doc_stride):
-        raise InputError(
-            f"tokenizers {tokenizers.__version__} drops the end of long contexts from the overflowing windows (a bug "
-            "of tokenizers 0.23.1-0.23.2, huggingface/tokenizers#2091): install tokenizers==0.23.3 as "
-            "requirements.txt pins")
     # Questions longer than max_query_length are rare: tokenize as they are, and only when one turns out too long
     # (or so long that the tokenizer refuses the stride) cut the questions and tokenize the batch again.
     try:
@@ -230,41 +223,14 @@ def windows_from_pairs(examples, tokenizer, max_seq_length, doc_stride, max_quer
     return dict(tokenized), sample_of_window, context_start, context_offsets
 
 
-_overflow_checked = weakref.WeakKeyDictionary()  # tokenizer -> {(max_seq_length, doc_stride): covers?}
-
-
-def overflow_covers_long_contexts(tokenizer, max_seq_length, doc_stride):
-    """Whether the tokenizer's overflowing windows reach the end of a long context. tokenizers 0.23.1-0.23.2 stop
-    tokenizing a truncated sequence early (huggingface/tokenizers#2091): the windows after the first then end near
-    token max_length of the context and the rest of it is never seen, silently. Checked once per tokenizer and
-    window shape on a context of 3 * max_seq_length words."""
-    known = _overflow_checked.setdefault(tokenizer, {})
-    if (max_seq_length, doc_stride) not in known:
-        context = " ".join(["word"] * (3 * max_seq_length))
-        context_end = tokenizer(context, add_special_tokens=False, return_offsets_mapping=True,
-                                verbose=False)["offset_mapping"][-1][1]
-        question_first = tokenizer.padding_side == "right"
-        pair = ("question", context) if question_first else (context, "question")
-        windows = tokenizer(*pair, truncation="only_second" if question_first else "only_first",
-                            max_length=max_seq_length, stride=doc_stride, return_overflowing_tokens=True,
-                            return_offsets_mapping=True)
-        context_id = 1 if question_first else 0
-        last = len(windows["input_ids"]) - 1
-        ends = [end for (_, end), sequence in zip(windows["offset_mapping"][last], windows.sequence_ids(last))
-                if sequence == context_id]
-        known[(max_seq_length, doc_stride)] = bool(ends) and ends[-1] == context_end
-    return known[(max_seq_length, doc_stride)]
-
-
 def windows_from_shared_contexts(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
                                  pad_to_max_length):
-    """The same windows as windows_from_pairs, 2-3x faster (BENCHMARKS.md): SQuAD asks ~4.7 questions about each
-    context, so every distinct context is tokenized once and the windows are cut from its tokens the way the
+    """The same windows as windows_from_pairs, faster: SQuAD asks several questions about each context, so every
+    distinct context is tokenized once and the windows are cut from its tokens the way the
     tokenizer's overflow cuts them. None (use windows_from_pairs) unless the question comes first and the tokenizer
     joins a pair as head + question + between + context + tail (BERT: [CLS] q [SEP] c [SEP]); None as well for
     padding without a pad token (the tokenizer's error). Questions longer than max_query_length are cut first, as
-    windows_from_pairs cuts them. Needs no overflow from the tokenizer, so tokenizers 0.23.1-0.23.2 (whose overflow
-    loses the end of long contexts, see overflow_covers_long_contexts) give the right windows here."""
+    windows_from_pairs cuts them."""
     if tokenizer.padding_side != "right" or tokenizer.truncation_side != "right" or not examples["question"]:
         return None
     if pad_to_max_length and tokenizer.pad_token_id is None:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import REPO_DIR, SAMPLE_DIR
 from qa_reference import straightforward_postprocess
-from transformers import AutoTokenizer, BatchEncoding
+from transformers import AutoTokenizer
 
 from finetune.cli import InputError
 from utils_qa import (
-    check_qa_tokenizer, load_squad_file, null_probability, overflow_covers_long_contexts, postprocess_qa_predictions,
+    check_qa_tokenizer, load_squad_file, null_probability, postprocess_qa_predictions,
     prepare_eval_features, prepare_train_features, truncate_questions, windows_from_pairs, windows_from_shared_contexts,
 )
 
@@ -174,41 +174,6 @@ def test_too_long_questions_are_cut_the_same_way_on_both_paths(tokenizer, pad_to
     assert shared is not None and shared == windows_from_pairs(batch, *args)
     columns, _, context_start, _ = shared
     assert max(context_start) == 1 + WINDOWS["max_query_length"] + 1  # [CLS] + the cut question + [SEP]
-
-
-class OverflowStopsEarly:
-    """A tokenizer whose overflowing windows stop after the second, as those of tokenizers 0.23.1-0.23.2 lose the
-    end of a long context (huggingface/tokenizers#2091); every other call is the real tokenizer's."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-
-    def __getattr__(self, name):
-        return getattr(self.tokenizer, name)
-
-    def __call__(self, *args, **kwargs):
-        encoded = self.tokenizer(*args, **kwargs)
-        if not kwargs.get("return_overflowing_tokens"):
-            return encoded
-        keep = [i for i, sample in enumerate(encoded["overflow_to_sample_mapping"])
-                if encoded["overflow_to_sample_mapping"][:i].count(sample) < 2]
-        return BatchEncoding({name: [values[i] for i in keep] for name, values in encoded.items()},
-                             encoding=[encoded.encodings[i] for i in keep])
-
-
-def test_a_tokenizer_whose_overflow_loses_the_end_of_long_contexts_is_a_clear_error(tokenizer):
-    assert overflow_covers_long_contexts(tokenizer, WINDOWS["max_seq_length"], WINDOWS["doc_stride"])
-    broken = OverflowStopsEarly(tokenizer)
-    assert not overflow_covers_long_contexts(broken, WINDOWS["max_seq_length"], WINDOWS["doc_stride"])
-    batch = {name: [record[name] for record in FIXTURES] for name in FIXTURES[0]}
-    args = (*WINDOWS.values(), False)
-    with pytest.raises(InputError, match=r"drops the end of long contexts.*tokenizers#2091.*tokenizers==0\.23\.3"):
-        windows_from_pairs(batch, broken, *args)
-    # Windows cut from the contexts need no overflow: the same windows as the real tokenizer's.
-    assert windows_from_shared_contexts(batch, broken, *args) == windows_from_pairs(batch, tokenizer, *args)
-
-
-# ---- Post-processing
 
 
 def peaked_logits(train, evaluation, no_answer_ids=()):
