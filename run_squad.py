@@ -27,40 +27,33 @@ from transformers import AutoModelForQuestionAnswering, set_seed
 from finetune.arguments import ModelArguments, TrainingArguments
 from finetune.card import TaskCard
 from finetune.cli import InputError, PhaseClock, parse_args, run_main, set_up_logging
-from finetune.data import REPO_DIR, cycle_collection_paused, first_rows, load_hub_split, map_in_processes, tsv_cell
+from finetune.data import (REPO_DIR, cycle_collection_paused, first_rows, load_hub_split, load_squad_file,
+                           map_in_processes, squad_records, tsv_cell)
 from finetune.modeling import check_max_seq_length, check_training_setup, load_model, load_tokenizer_and_config
-from finetune.outputs import atomic_write_text, checkpoint_to_resume, save_metrics
+from finetune.outputs import atomic_write_json, atomic_write_text, checkpoint_to_resume, save_metrics
 from finetune.trainer import OrderedEvalTrainer, batch_collator, finish_run, train_and_save
 from utils_qa import (
-    check_qa_tokenizer, load_squad_file, null_probability, postprocess_qa_predictions, prepare_eval_features,
-    prepare_train_features, squad_records,
+    CUSTOM_PIPELINES, check_qa_tokenizer, null_probability, postprocess_qa_predictions, prepare_eval_features,
+    prepare_train_features,
 )
 
 logger = logging.getLogger(__name__)
 SPLITS = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
 MODEL_INPUT_EXCLUDED = ["example_id", "offset_mapping"]  # post-processing needs them, the model must not see them
+NULL_THRESHOLD = "null_score_diff_threshold"  # the config.json key of a v2 model's no-answer threshold
 METRICS = ("exact_match", "f1")  # what metrics/squad returns (eval_exact_match, eval_f1 in the logs)
 METRICS_V2 = ("exact", "f1", "best_exact", "best_f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1")  # v2's
-# transformers 5 has no "question-answering" pipeline: the card shows the model, its logits and the best span.
-USAGE = """import torch
-from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+# transformers 5 has no "question-answering" pipeline of its own: the model folder carries ours (utils_qa.py).
+USAGE = """from transformers import pipeline
 
-tokenizer = AutoTokenizer.from_pretrained("{repo_id}")
-model = AutoModelForQuestionAnswering.from_pretrained("{repo_id}").eval()
-question = "Where is the Eiffel Tower?"
-context = "The Eiffel Tower is a wrought-iron lattice tower in Paris, France."
-inputs = tokenizer(question, context, truncation="only_second", return_offsets_mapping=True,
-                   return_tensors="pt")  # a longer context is cut: run_squad.py --do_predict uses windows
-offsets = inputs.pop("offset_mapping")[0]
-outside = torch.tensor([sequence != 1 for sequence in inputs.sequence_ids(0)])  # the question, [CLS]...
-with torch.no_grad():
-    outputs = model(**inputs)
-start_logits = outputs.start_logits[0].masked_fill(outside, float("-inf"))
-end_logits = outputs.end_logits[0].masked_fill(outside, float("-inf"))
-start = int(start_logits.argmax())
-end = start + int(end_logits[start:start + 30].argmax())  # answers of at most 30 tokens
-print(context[offsets[start][0]:offsets[end][1]])
-# Paris, France"""
+# trust_remote_code=True runs the pipeline code stored in this model's repository (utils_qa.py): read it first.
+qa = pipeline("question-answering", model="{repo_id}", trust_remote_code=True)
+print(qa(question="Where is the Eiffel Tower?",
+         context="The Eiffel Tower is a wrought-iron lattice tower in Paris, France."))
+# {'score': ..., 'start': ..., 'end': ..., 'answer': ...}
+
+# With the recipe repository (github.com/...: utils_qa.py), the same pipeline without running downloaded code:
+# from utils_qa import qa_pipeline; qa = qa_pipeline("{repo_id}")"""
 CARDS = {
     version_2: TaskCard(
         name=name, pipeline_tag="question-answering", task_name="Question Answering", dataset_id=f"rajpurkar/{name}",
@@ -91,8 +84,9 @@ class DataArguments:
     version_2_with_negative: bool = field(
         default=False, metadata={"help": "SQuAD v2: some questions have no answer; score with squad_v2."}
     )
-    null_score_diff_threshold: float = field(
-        default=0.0, metadata={"help": "v2: answer \"\" when null score - best answer score is above this."}
+    null_score_diff_threshold: float | None = field(
+        default=None, metadata={"help": "v2: answer \"\" when null score - best answer score is above this "
+                                        "(default: the threshold stored with the model, else 0)."}
     )
     n_best_size: int = field(default=20, metadata={"help": "Top start and end positions paired per window."})
     max_answer_length: int = field(default=30, metadata={"help": "Longest answer, in tokens."})
@@ -171,14 +165,18 @@ class QuestionAnsweringTrainer(OrderedEvalTrainer):
                                          ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
         examples, features = self.qa_splits[metric_key_prefix]
         args = self.data_args
-        answers, null_odds = postprocess_qa_predictions(
+        answers, null_odds, nbest = postprocess_qa_predictions(
             examples, features, output.predictions, version_2_with_negative=args.version_2_with_negative,
             n_best_size=args.n_best_size, max_answer_length=args.max_answer_length,
-            null_score_diff_threshold=args.null_score_diff_threshold,
-            output_dir=self.args.output_dir if self.is_world_process_zero() else None, prefix=metric_key_prefix,
-            return_null_odds=True,
+            null_score_diff_threshold=args.null_score_diff_threshold, return_null_odds=True, return_nbest=True,
         )
         self.null_odds[metric_key_prefix] = null_odds
+        if self.is_world_process_zero():
+            written = {"predictions": answers, "nbest_predictions": nbest, "null_odds": null_odds}
+            for name, values in written.items():
+                if values is not None:
+                    atomic_write_json(f"{self.args.output_dir}/{metric_key_prefix}_{name}.json", values,
+                                      entry_per_line=True)
         if "answers" in examples.column_names:
             predictions = [{"id": qid, "prediction_text": text} for qid, text in answers.items()]
             if args.version_2_with_negative:
@@ -208,10 +206,35 @@ def get_model(model_args, data_args, training_args, resume_from):
     config, tokenizer = load_tokenizer_and_config(model_args)
     check_max_seq_length(data_args.max_seq_length, tokenizer, config)
     check_qa_tokenizer(tokenizer, data_args.max_seq_length, data_args.doc_stride, data_args.max_query_length)
+    if training_args.do_train:
+        # a no-answer threshold stored with the base model does not describe the model this run trains
+        config.__dict__.pop(NULL_THRESHOLD, None)
+    if data_args.null_score_diff_threshold is None:
+        data_args.null_score_diff_threshold = getattr(config, NULL_THRESHOLD, None) or 0.0
+    config.custom_pipelines = CUSTOM_PIPELINES  # saved with the model: pipeline() finds utils_qa.py by it
     model = load_model(model_args, AutoModelForQuestionAnswering, config)
     if training_args.do_train:
         check_training_setup(training_args, model, resume_from)
     return tokenizer, model
+
+
+def save_pipeline_code(trainer):
+    """utils_qa.py beside the trained model, so that the model folder (and its Hub repository) answers questions
+    through transformers' pipeline() without this repository."""
+    if trainer.is_world_process_zero():
+        atomic_write_text(f"{trainer.args.output_dir}/utils_qa.py", (REPO_DIR / "utils_qa.py").read_text())
+
+
+def store_null_threshold(trainer, threshold):
+    """A v2 model keeps the threshold of its best F1 in config.json (it travels to the Hub), for later evaluations,
+    predictions and the pipeline; only for the model this run trained: an evaluation never rewrites the config of
+    a model it did not make."""
+    if not trainer.args.do_train:
+        return "not stored: this run did not train the model"
+    config = trainer.model.config
+    setattr(config, NULL_THRESHOLD, threshold)
+    atomic_write_text(f"{trainer.args.output_dir}/config.json", config.to_json_string())
+    return "stored in config.json"
 
 
 def windows(examples, tokenizer, data_args, training_args):
@@ -242,7 +265,8 @@ def evaluate_and_report(trainer, examples, data_args):
         if data_args.version_2_with_negative:
             threshold = best_null_score_diff_threshold(trainer.null_odds["eval"], metrics["eval_best_f1_thresh"])
             print(f"SQuAD v2: --null_score_diff_threshold {threshold!r} gives this evaluation's best F1 "
-                  f"({metrics['eval_best_f1']:.2f}; now {metrics['eval_f1']:.2f})")
+                  f"({metrics['eval_best_f1']:.2f}; now {metrics['eval_f1']:.2f} at "
+                  f"{data_args.null_score_diff_threshold!r}); {store_null_threshold(trainer, threshold)}")
         report, failures = failure_report(examples, output.predictions, data_args.version_2_with_negative)
         atomic_write_text(f"{trainer.args.output_dir}/eval_failures.tsv", report)
         logger.info("%d questions with F1 = 0 written to eval_failures.tsv", failures)
@@ -289,6 +313,7 @@ def main(argv=None):
     all_metrics = {}
     if training_args.do_train:
         all_metrics.update(train_and_save(trainer, resume_from, train_samples=len(features["train"])))
+        save_pipeline_code(trainer)
         clock.mark("train")
     if training_args.do_eval:
         all_metrics.update(evaluate_and_report(trainer, examples["validation"], data_args))

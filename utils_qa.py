@@ -1,127 +1,31 @@
-"""Pure functions for extractive question answering (SQuAD v1.1 / v2.0): loading and validating data, turning
-(question, context) pairs into overlapping token windows, and turning start/end logits back into answer text.
+"""Extractive question answering (SQuAD v1.1 / v2.0): (question, context) pairs into overlapping token windows,
+start/end logits back into answer text, and the question-answering pipeline built from the two.
 
-Bad input policy: every problem found in a data file (missing field, empty context or question, an answer_start
-that does not point at the answer text, a duplicate id, a question without answer outside v2) is an InputError
-naming the file and the record. Nothing is skipped silently, because a skipped row changes the metrics.
+run_squad.py trains and evaluates with these functions, and copies this file into every model folder it saves:
+there `pipeline("question-answering", model=..., trust_remote_code=True)` loads QuestionAnsweringPipeline from
+it, so a model answers with the same code wherever it goes. Hence this file needs numpy, torch and transformers
+only.
 """
 
 import bisect
-import json
 import logging
-import os
 from operator import itemgetter
 
 import numpy as np
+import torch
+from transformers import AutoModelForQuestionAnswering, AutoTokenizer, Pipeline
 
-from finetune.cli import InputError
-from finetune.data import read_records
-from finetune.outputs import atomic_write_json
+try:  # in the recipe repository: the scripts' one-line error; in a model folder, a ValueError
+    from finetune.cli import InputError
+except ImportError:
+    class InputError(ValueError):
+        """A problem with what the caller gave."""
 
 logger = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Loading
-
-
-def load_squad_file(path, with_answers=True, version_2_with_negative=False):
-    """Records (id, title, context, question[, answers{text, answer_start}]) from the official nested SQuAD JSON
-    (data -> paragraphs -> qas, optionally .gz) or flat .json/.jsonl/.csv rows; a CSV holds `answers` as JSON text.
-    with_answers=False reads a prediction file (answers are neither needed nor read)."""
-    rows = read_records(path, flag="a SQuAD file")
-    if any("paragraphs" in row for row in rows):
-        rows = flatten_squad(rows, path)
-    return squad_records(rows, path, with_answers, version_2_with_negative)
-
-
-def flatten_squad(articles, source):
-    """The official layout (articles -> paragraphs -> qas) as one flat row per question."""
-    rows = []
-    for article in articles:
-        where = article["_row"]
-        paragraphs = article.get("paragraphs")
-        if not isinstance(paragraphs, list):
-            raise InputError(f"{source}, {where}: expected 'paragraphs' to be a list (SQuAD layout: data -> "
-                             "paragraphs -> qas); fix the file layout")
-        for p, paragraph in enumerate(paragraphs):
-            qas = paragraph.get("qas") if isinstance(paragraph, dict) else None
-            if not isinstance(qas, list):
-                raise InputError(f"{source}, {where}, paragraph {p}: expected a dict with 'context' and a 'qas' "
-                                 "list (SQuAD layout: data -> paragraphs -> qas); fix the file layout")
-            for q, qa in enumerate(qas):
-                if not isinstance(qa, dict):
-                    raise InputError(f"{source}, {where}, paragraph {p}, question {q}: expected a JSON object")
-                rows.append({"title": article.get("title", ""), "context": paragraph.get("context"), **qa,
-                             "_row": f"{where}, paragraph {p}, question {q}"})
-    return rows
-
-
-def squad_records(rows, source, with_answers=True, version_2_with_negative=False):
-    """Validates flat rows (from a file or a Hub dataset) and returns clean records; see the module docstring."""
-    records, seen = [], {}
-    for row in rows:
-        where = f"{source}, {row.get('_row', '?')}"
-        for name in ("id", "context", "question"):
-            if row.get(name) is None:
-                raise InputError(f"{where}: missing field '{name}'; every question needs id, context and question")
-        qid = str(row["id"])
-        where = f"{where} (id {qid})"
-        if qid in seen:
-            raise InputError(f"{where}: duplicate id, first used at {seen[qid]}; ids must be unique")
-        seen[qid] = row.get("_row", "?")
-        context, question = row["context"], row["question"]
-        if not isinstance(context, str) or not context.strip():
-            raise InputError(f"{where}: empty context; fill it in or drop the question")
-        # Some SQuAD questions start with long runs of spaces that would only waste window tokens.
-        question = question.strip() if isinstance(question, str) else ""
-        if not question:
-            raise InputError(f"{where}: empty question; fill it in or drop the row")
-        record = {"id": qid, "title": str(row.get("title") or ""), "context": context, "question": question}
-        if with_answers:
-            record["answers"] = parse_answers(row, context, where, version_2_with_negative)
-        records.append(record)
-    if not records:
-        raise InputError(f"{source}: no questions found")
-    return records
-
-
-def parse_answers(row, context, where, version_2_with_negative):
-    """answers as {text: [...], answer_start: [...]} (Hub layout), a list of {text, answer_start} (official layout)
-    or either as JSON text (CSV); every answer_start must point at its text in the context."""
-    answers = row.get("answers")
-    if isinstance(answers, str):
-        try:
-            answers = json.loads(answers)
-        except json.JSONDecodeError:
-            raise InputError(f"{where}: 'answers' is not valid JSON; write it as "
-                             '{"text": [...], "answer_start": [...]}') from None
-    if isinstance(answers, dict) and isinstance(answers.get("text"), list):
-        starts = answers.get("answer_start")
-        if not isinstance(starts, list) or len(starts) != len(answers["text"]):
-            raise InputError(f"{where}: 'answers' needs as many answer_start values as texts")
-        answers = [{"text": t, "answer_start": s} for t, s in zip(answers["text"], starts)]
-    if not isinstance(answers, list):
-        raise InputError(f"{where}: missing or malformed 'answers'; expected "
-                         '{"text": [...], "answer_start": [...]} or a list of {"text", "answer_start"}')
-    texts, starts = [], []
-    for answer in answers:
-        text = answer.get("text") if isinstance(answer, dict) else None
-        start = answer.get("answer_start") if isinstance(answer, dict) else None
-        if not isinstance(text, str) or not text or not isinstance(start, int) or isinstance(start, bool):
-            raise InputError(f"{where}: each answer needs a non-empty 'text' and an integer 'answer_start'")
-        if start < 0:  # Python would read a negative start from the end of the context
-            raise InputError(f"{where}: answer_start {start} is negative; it counts characters from the context's "
-                             "start: fix answer_start")
-        if context[start:start + len(text)] != text:
-            raise InputError(f"{where}: answer_start {start} points at {context[start:start + len(text)]!r}, "
-                             f"not at the answer {text!r}; fix answer_start")
-        texts.append(text)
-        starts.append(start)
-    if not texts and not version_2_with_negative:
-        raise InputError(f"{where}: the question has no answer; pass --version_2_with_negative for data with "
-                         "unanswerable questions (SQuAD v2)")
-    return {"text": texts, "answer_start": starts}
+PIPELINE_TASK = "question-answering"
+# What run_squad.py writes into a model's config.json: where its pipeline is, and a v2 model's threshold.
+CUSTOM_PIPELINES = {PIPELINE_TASK: {"impl": "utils_qa.QuestionAnsweringPipeline",
+                                    "pt": ["AutoModelForQuestionAnswering"], "type": "text"}}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -422,11 +326,16 @@ def top_k(values, k):
 
 def candidate_spans(start_logits, end_logits, offsets, n_best_size, max_answer_length):
     """The transformers example's candidates, all features at once: pairs of each feature's n_best_size top start
-    and end positions. Returns scores (features, k, k) = start + end logit, -inf where the pair is invalid (a
-    position outside the context, end before start, longer than max_answer_length tokens), and for the start
-    and end positions (features, k): their token indices and character offsets."""
+    and end positions, chosen among the context's tokens (the question, special and padding tokens cannot be
+    answers; ranked with them, they would make an answer depend on how the windows were padded and batched).
+    Returns scores (features, k, k) = start + end logit, -inf where the pair is invalid (a position outside the
+    context, end before start, longer than max_answer_length tokens), and for the start and end positions
+    (features, k): their token indices and character offsets."""
     k = min(n_best_size, start_logits.shape[1])
-    starts, ends = top_k(start_logits, k), top_k(end_logits, k)
+    positions = np.broadcast_to(np.arange(start_logits.shape[1], dtype=np.int32), start_logits.shape)
+    in_context = offsets.lookup(positions, offsets.start_char)[0]
+    starts = top_k(np.where(in_context, start_logits, -np.inf), k)
+    ends = top_k(np.where(in_context, end_logits, -np.inf), k)
     start_ok, start_char = offsets.lookup(starts, offsets.start_char)
     end_ok, end_char = offsets.lookup(ends, offsets.end_char)
     start_scores = np.where(start_ok, np.take_along_axis(start_logits, starts, axis=1), -np.inf)
@@ -438,8 +347,8 @@ def candidate_spans(start_logits, end_logits, offsets, n_best_size, max_answer_l
 
 
 def postprocess_qa_predictions(examples, features, predictions, version_2_with_negative=False, n_best_size=20,
-                               max_answer_length=30, null_score_diff_threshold=0.0, output_dir=None, prefix=None,
-                               return_null_odds=False):
+                               max_answer_length=30, null_score_diff_threshold=0.0, return_null_odds=False,
+                               return_nbest=False):
     """Answer text for every example from the start/end logits of its features (the transformers example's
     function of the same name and meaning, vectorized over features and candidate pairs).
 
@@ -451,9 +360,8 @@ def postprocess_qa_predictions(examples, features, predictions, version_2_with_n
     With version_2_with_negative the answer is "" when the null score (the lowest CLS start + end logit over the
     example's features) beats the best answer's score by more than null_score_diff_threshold.
 
-    Returns {id: answer}; with return_null_odds, ({id: answer}, {id: null score - best answer score}).
-    With output_dir, writes [prefix_]predictions.json, [prefix_]nbest_predictions.json and (v2)
-    [prefix_]null_odds.json atomically.
+    Returns {id: answer}, followed, when asked, by {id: null score - best answer score} (return_null_odds) and
+    {id: the n_best_size best answers} (return_nbest: text, start and end characters, logits, probability).
     """
     start_logits, end_logits = (np.asarray(p) for p in predictions)
     feature_example_ids = column(features, "example_id")  # len(features) of a dict of lists counts its keys
@@ -497,11 +405,12 @@ def postprocess_qa_predictions(examples, features, predictions, version_2_with_n
             if diff > null_score_diff_threshold:
                 answers[qid] = ""
 
-    if output_dir is not None:
-        nbest = nbest_lists(contexts, example_of_feature, start_logits, end_logits, scores, starts, start_char,
-                            ends, end_char, n_best_size, null_feature)
-        write_predictions(output_dir, prefix, answers, dict(zip(example_ids, nbest)), null_odds)
-    return (answers, null_odds) if return_null_odds else answers
+    extras = [null_odds] if return_null_odds else []
+    if return_nbest:
+        extras.append(dict(zip(example_ids, nbest_lists(contexts, example_of_feature, start_logits, end_logits, scores,
+                                                        starts, start_char, ends, end_char, n_best_size,
+                                                        null_feature))))
+    return (answers, *extras) if extras else answers
 
 
 def nbest_lists(contexts, example_of_feature, start_logits, end_logits, scores, starts, start_char, ends, end_char,
@@ -517,37 +426,150 @@ def nbest_lists(contexts, example_of_feature, start_logits, end_logits, scores, 
         entries = []
         for c in order[bounds[e]:min(bounds[e] + n_best_size, bounds[e + 1])]:
             f, s, t = c // (k * k), c % (k * k) // k, c % k
-            entries.append({"text": context[start_char[f, s]:end_char[f, t]],
-                            "start_logit": start_logits[f, starts[f, s]],
+            entries.append({"text": context[start_char[f, s]:end_char[f, t]], "start": int(start_char[f, s]),
+                            "end": int(end_char[f, t]), "start_logit": start_logits[f, starts[f, s]],
                             "end_logit": end_logits[f, ends[f, t]], "score": flat[c]})
         if null_feature is not None:
             f = null_feature[e]
-            null = {"text": "", "start_logit": start_logits[f, 0], "end_logit": end_logits[f, 0],
+            null = {"text": "", "start": 0, "end": 0, "start_logit": start_logits[f, 0], "end_logit": end_logits[f, 0],
                     "score": start_logits[f, 0] + end_logits[f, 0]}
             entries = sorted(entries + [null], key=lambda entry: -entry["score"])
             # the null answer stays listed even when n_best_size better answers push it out
             entries = entries[:n_best_size] + ([] if any(x is null for x in entries[:n_best_size]) else [null])
         if bounds[e] == bounds[e + 1]:
-            entries.insert(0, {"text": "empty", "start_logit": 0.0, "end_logit": 0.0, "score": 0.0})
+            entries.insert(0, {"text": "empty", "start": 0, "end": 0, "start_logit": 0.0, "end_logit": 0.0,
+                               "score": 0.0})
         entry_scores = np.array([entry.pop("score") for entry in entries], dtype=np.float64)
         probabilities = np.exp(entry_scores - entry_scores.max())
         probabilities /= probabilities.sum()
-        nbest.append([{"text": entry["text"], "start_logit": float(entry["start_logit"]),
-                       "end_logit": float(entry["end_logit"]), "probability": float(p)}
+        nbest.append([{"text": entry["text"], "start": entry["start"], "end": entry["end"],
+                       "start_logit": float(entry["start_logit"]), "end_logit": float(entry["end_logit"]),
+                       "probability": float(p)}
                       for entry, p in zip(entries, probabilities)])
     return nbest
-
-
-def write_predictions(output_dir, prefix, answers, nbest, null_odds):
-    name = (lambda base: f"{prefix}_{base}") if prefix else (lambda base: base)
-    atomic_write_json(os.path.join(output_dir, name("predictions.json")), answers, entry_per_line=True)
-    atomic_write_json(os.path.join(output_dir, name("nbest_predictions.json")), nbest, entry_per_line=True)
-    if null_odds is not None:
-        atomic_write_json(os.path.join(output_dir, name("null_odds.json")), null_odds, entry_per_line=True)
-    logger.info("Predictions written to %s", output_dir)
 
 
 def null_probability(null_odds):
     """Null score - best answer score as a probability that there is no answer (what squad_v2's thresholds use)."""
     # float64: in the logits' float32 every odds above ~17 would be 1.0, tied for squad_v2's threshold search
     return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(null_odds, dtype=np.float64), -50, 50)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The pipeline
+
+
+def qa_pipeline(model_name_or_path, revision=None, device=None, **options):
+    """A question-answering pipeline for a model given by Hub name (at `revision`) or folder, used as transformers 4's
+    was: `qa(question=..., context=...)`, a string or lists of both. Options: see QuestionAnsweringPipeline."""
+    try:
+        model, loading = AutoModelForQuestionAnswering.from_pretrained(model_name_or_path, revision=revision,
+                                                                       output_loading_info=True)
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, revision=revision)
+    except (OSError, ValueError) as error:
+        raise InputError(f"could not load the model {model_name_or_path!r}: {str(error).splitlines()[0]}") from None
+    if any("qa_outputs" in name for name in loading["missing_keys"]):
+        raise InputError(f"{model_name_or_path} has no question-answering head (its weights hold no qa_outputs "
+                         "layer): give a model trained for question answering, e.g. with run_squad.py")
+    return QuestionAnsweringPipeline(model=model, tokenizer=tokenizer, device=device, **options)
+
+
+class QuestionAnsweringPipeline(Pipeline):
+    """Answers questions about contexts of any length: the windows of all questions go through the model in batches
+    of `batch_size`, and each question's answer is the best span over all its windows, as run_squad.py evaluates.
+
+    Options (at construction or per call): top_k (answers per question, default 1), max_answer_len (tokens, 30),
+    max_seq_len (tokens per window, 384), doc_stride (context tokens shared by neighbouring windows, 128),
+    max_question_len (64), handle_impossible_answer (answer "" when the model says there is no answer; default:
+    where the model stores a no-answer threshold, see run_squad.py --version_2_with_negative), batch_size (windows
+    per forward pass, 32). Each answer is {"score", "start", "end", "answer"} with context[start:end] == answer;
+    "" with start = end = 0 is "no answer"."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("task", PIPELINE_TASK)
+        super().__init__(*args, **kwargs)
+        architectures = getattr(self.model.config, "architectures", None) or []
+        if architectures and not any(name.endswith("ForQuestionAnswering") for name in architectures):
+            raise InputError(f"{self.model.name_or_path} is a {architectures[0]}, not a question-answering model")
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise InputError("question answering needs a fast tokenizer (offset mappings): use a model that ships "
+                             "tokenizer.json")
+
+    def _sanitize_parameters(self, top_k=None, max_answer_len=None, max_seq_len=None, doc_stride=None,
+                             max_question_len=None, handle_impossible_answer=None, window_batch_size=None, **unused):
+        given = {name: value for name, value in (("max_seq_len", max_seq_len), ("doc_stride", doc_stride),
+                                                 ("max_question_len", max_question_len)) if value is not None}
+        forward = {"window_batch_size": window_batch_size} if window_batch_size is not None else {}
+        answers = {name: value for name, value in (("top_k", top_k), ("max_answer_len", max_answer_len),
+                                                   ("handle_impossible_answer", handle_impossible_answer))
+                   if value is not None}
+        return given, forward, answers
+
+    def __call__(self, *args, question=None, context=None, batch_size=None, **kwargs):
+        if args:  # qa({"question": ..., "context": ...}) or qa(question, context)
+            if len(args) == 1 and isinstance(args[0], dict):
+                question, context = args[0].get("question"), args[0].get("context")
+            elif len(args) == 2:
+                question, context = args
+            else:
+                raise InputError("give question= and context= (strings, or lists of the same length)")
+        single = isinstance(question, str) and isinstance(context, str)
+        questions, contexts = ([question], [context]) if single else (question, context)
+        if not isinstance(questions, (list, tuple)) or not isinstance(contexts, (list, tuple)):
+            raise InputError("give question= and context= (strings, or lists of the same length)")
+        if isinstance(contexts, (list, tuple)) and isinstance(question, str):
+            questions = [question] * len(contexts)  # one question about several contexts
+        if len(questions) != len(contexts):
+            raise InputError(f"{len(questions)} questions for {len(contexts)} contexts: give one context per question")
+        for i, (q, c) in enumerate(zip(questions, contexts)):
+            if not isinstance(q, str) or not q.strip():
+                raise InputError(f"question {i} is empty: ask something")
+            if not isinstance(c, str) or not c.strip():
+                raise InputError(f"context {i} is empty: give the text to answer from")
+        batch = batch_size or self._batch_size or 32
+        results = super().__call__({"question": list(questions), "context": list(contexts)},
+                                   window_batch_size=batch, **kwargs)
+        return results[0] if single else results
+
+    def preprocess(self, inputs, max_seq_len=384, doc_stride=128, max_question_len=64):
+        examples = {"id": [str(i) for i in range(len(inputs["question"]))], "context": inputs["context"],
+                    "question": [q.strip() for q in inputs["question"]]}  # as run_squad.py reads questions
+        check_qa_tokenizer(self.tokenizer, max_seq_len, doc_stride, max_question_len)
+        features = prepare_eval_features(examples, self.tokenizer, max_seq_len, doc_stride, max_question_len,
+                                         pad_to_max_length=False)
+        return {"examples": examples, "features": features}
+
+    def _forward(self, inputs, window_batch_size=32):
+        features = inputs["features"]
+        names = [name for name in ("input_ids", "token_type_ids", "attention_mask") if name in features]
+        longest = max(len(ids) for ids in features["input_ids"])
+        # -100 beyond a window's end, as the Trainer pads logits across batches (candidate_spans skips them)
+        logits = np.full((2, len(features["input_ids"]), longest), -100.0, dtype=np.float32)
+        for begin in range(0, len(features["input_ids"]), window_batch_size):
+            rows = [{name: features[name][i] for name in names}
+                    for i in range(begin, min(begin + window_batch_size, len(features["input_ids"])))]
+            batch = self.tokenizer.pad(rows, return_tensors="pt").to(self.device)
+            outputs = self.model(**batch)
+            width = outputs.start_logits.shape[1]
+            logits[0, begin:begin + len(rows), :width] = outputs.start_logits.float().cpu().numpy()
+            logits[1, begin:begin + len(rows), :width] = outputs.end_logits.float().cpu().numpy()
+        return {**inputs, "logits": torch.from_numpy(logits)}
+
+    def postprocess(self, outputs, top_k=1, max_answer_len=30, handle_impossible_answer=None):
+        threshold = getattr(self.model.config, "null_score_diff_threshold", None)
+        with_null = threshold is not None if handle_impossible_answer is None else handle_impossible_answer
+        answers, nbest = postprocess_qa_predictions(
+            outputs["examples"], outputs["features"], outputs["logits"].numpy(), version_2_with_negative=with_null,
+            n_best_size=max(20, top_k), max_answer_length=max_answer_len,
+            null_score_diff_threshold=threshold if threshold is not None else 0.0, return_nbest=True)
+        results = []
+        for qid, answer in answers.items():
+            candidates = nbest[qid]
+            chosen = next((c for c in candidates if c["text"] == answer), None)
+            if chosen is None or answer == "empty" and chosen["start"] == chosen["end"]:  # no valid span at all
+                chosen = {"text": "", "start": 0, "end": 0, "probability": 0.0}
+            ranked = [chosen] + [c for c in candidates if c is not chosen and c["text"] != "empty"]
+            found = [{"score": c["probability"], "start": c["start"], "end": c["end"], "answer": c["text"]}
+                     for c in ranked[:top_k]]
+            results.append(found[0] if top_k == 1 else found)
+        return results

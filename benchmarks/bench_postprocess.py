@@ -24,7 +24,8 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_DIR))
 sys.path.insert(0, str(REPO_DIR / "tests"))
 from qa_reference import straightforward_postprocess  # noqa: E402
-from utils_qa import load_squad_file, postprocess_qa_predictions, prepare_eval_features  # noqa: E402
+from finetune.data import load_squad_file  # noqa: E402
+from utils_qa import postprocess_qa_predictions, prepare_eval_features  # noqa: E402
 
 
 def best_of(repeats, function, *args):

@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_postprocess import minilm_tokenizer_dir  # noqa: E402
 from finetune.cli import run_main  # noqa: E402
 from finetune.data import cycle_collection_paused, map_in_processes, preprocessing_processes  # noqa: E402
+from finetune.data import load_squad_file  # noqa: E402
 from utils_qa import (  # noqa: E402
-    check_qa_tokenizer, label_answers, load_squad_file, prepare_train_features, windows_from_pairs,
+    check_qa_tokenizer, label_answers, prepare_train_features, windows_from_pairs,
 )
 
 

@@ -41,7 +41,8 @@ from bench_train_throughput import default_minilm, default_squad, record  # noqa
 from finetune.arguments import TrainingArguments  # noqa: E402
 from finetune.data import preprocessing_processes  # noqa: E402
 from finetune.trainer import OrderedEvalTrainer  # noqa: E402
-from utils_qa import load_squad_file, prepare_train_features  # noqa: E402
+from finetune.data import load_squad_file  # noqa: E402
+from utils_qa import prepare_train_features  # noqa: E402
 
 NOSYNC = {"logging_nan_inf_filter": False, "accelerator_config": {"non_blocking": True}, "dataloader_num_workers": 4,
           "dataloader_pin_memory": True, "dataloader_persistent_workers": True}

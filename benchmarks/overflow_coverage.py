@@ -18,7 +18,7 @@ from transformers import AutoTokenizer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_postprocess import minilm_tokenizer_dir  # noqa: E402
-from utils_qa import load_squad_file  # noqa: E402
+from finetune.data import load_squad_file  # noqa: E402
 
 
 def windows_and_missed_answers(records, tokenizer, max_seq_length, doc_stride, batch_size=1000):

@@ -275,6 +275,10 @@ def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_
     data_text = (f"[{dataset_name}](https://huggingface.co/datasets/{dataset_name})"
                  + (f" (`{dataset_config}`)" if dataset_config else "")) if dataset_name else "local data files"
     results = "\n".join(f"- {r.metric_name}: {r.metric_value:.4f}" for r in eval_results) or "- (no evaluation was run)"
+    threshold = (read_json(output_dir / "config.json") or {}).get("null_score_diff_threshold")
+    if threshold is not None:  # a question-answering model that can say "no answer"
+        results += (f"\n- No-answer threshold: {threshold!r} (the answer is \"\" when the no-answer score beats the best "
+                    "answer's by more; the value of the best F1 on the evaluation set, used by default)")
 
     sections = [
         f"---\n{card_data.to_yaml()}\n---",

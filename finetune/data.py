@@ -1,5 +1,5 @@
-"""Reading the data: local files with row-precise errors, Hub dataset splits, sample limits, and tokenization
-in worker processes."""
+"""Reading the data: local files with row-precise errors, SQuAD records, Hub dataset splits, sample limits, and
+tokenization in worker processes."""
 
 import contextlib
 import csv
@@ -50,6 +50,115 @@ def cycle_collection_paused():
         if was_enabled:
             gc.enable()
     gc.freeze()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# SQuAD: every problem found in a data file (a missing field, an empty context or question, an answer_start that
+# does not point at the answer text, a duplicate id, a question without answer outside v2) is an InputError naming
+# the file and the record. Nothing is skipped silently, because a skipped row changes the metrics.
+
+
+def load_squad_file(path, with_answers=True, version_2_with_negative=False):
+    """Records (id, title, context, question[, answers{text, answer_start}]) from the official nested SQuAD JSON
+    (data -> paragraphs -> qas, optionally .gz) or flat .json/.jsonl/.csv rows; a CSV holds `answers` as JSON text.
+    with_answers=False reads a prediction file (answers are neither needed nor read)."""
+    rows = read_records(path, flag="a SQuAD file")
+    if any("paragraphs" in row for row in rows):
+        rows = flatten_squad(rows, path)
+    return squad_records(rows, path, with_answers, version_2_with_negative)
+
+
+def flatten_squad(articles, source):
+    """The official layout (articles -> paragraphs -> qas) as one flat row per question."""
+    rows = []
+    for article in articles:
+        where = article["_row"]
+        paragraphs = article.get("paragraphs")
+        if not isinstance(paragraphs, list):
+            raise InputError(f"{source}, {where}: expected 'paragraphs' to be a list (SQuAD layout: data -> "
+                             "paragraphs -> qas); fix the file layout")
+        for p, paragraph in enumerate(paragraphs):
+            qas = paragraph.get("qas") if isinstance(paragraph, dict) else None
+            if not isinstance(qas, list):
+                raise InputError(f"{source}, {where}, paragraph {p}: expected a dict with 'context' and a 'qas' "
+                                 "list (SQuAD layout: data -> paragraphs -> qas); fix the file layout")
+            for q, qa in enumerate(qas):
+                if not isinstance(qa, dict):
+                    raise InputError(f"{source}, {where}, paragraph {p}, question {q}: expected a JSON object")
+                rows.append({"title": article.get("title", ""), "context": paragraph.get("context"), **qa,
+                             "_row": f"{where}, paragraph {p}, question {q}"})
+    return rows
+
+
+def squad_records(rows, source, with_answers=True, version_2_with_negative=False):
+    """Validates flat rows (from a file or a Hub dataset) and returns clean records (the rules above)."""
+    records, seen = [], {}
+    for row in rows:
+        where = f"{source}, {row.get('_row', '?')}"
+        for name in ("id", "context", "question"):
+            if row.get(name) is None:
+                raise InputError(f"{where}: missing field '{name}'; every question needs id, context and question")
+        qid = str(row["id"])
+        where = f"{where} (id {qid})"
+        if qid in seen:
+            raise InputError(f"{where}: duplicate id, first used at {seen[qid]}; ids must be unique")
+        seen[qid] = row.get("_row", "?")
+        context, question = row["context"], row["question"]
+        if not isinstance(context, str) or not context.strip():
+            raise InputError(f"{where}: empty context; fill it in or drop the question")
+        # Some SQuAD questions start with long runs of spaces that would only waste window tokens.
+        question = question.strip() if isinstance(question, str) else ""
+        if not question:
+            raise InputError(f"{where}: empty question; fill it in or drop the row")
+        record = {"id": qid, "title": str(row.get("title") or ""), "context": context, "question": question}
+        if with_answers:
+            record["answers"] = parse_answers(row, context, where, version_2_with_negative)
+        records.append(record)
+    if not records:
+        raise InputError(f"{source}: no questions found")
+    return records
+
+
+def parse_answers(row, context, where, version_2_with_negative):
+    """answers as {text: [...], answer_start: [...]} (Hub layout), a list of {text, answer_start} (official layout)
+    or either as JSON text (CSV); every answer_start must point at its text in the context."""
+    answers = row.get("answers")
+    if isinstance(answers, str):
+        try:
+            answers = json.loads(answers)
+        except json.JSONDecodeError:
+            raise InputError(f"{where}: 'answers' is not valid JSON; write it as "
+                             '{"text": [...], "answer_start": [...]}') from None
+    if isinstance(answers, dict) and isinstance(answers.get("text"), list):
+        starts = answers.get("answer_start")
+        if not isinstance(starts, list) or len(starts) != len(answers["text"]):
+            raise InputError(f"{where}: 'answers' needs as many answer_start values as texts")
+        answers = [{"text": t, "answer_start": s} for t, s in zip(answers["text"], starts)]
+    if not isinstance(answers, list):
+        raise InputError(f"{where}: missing or malformed 'answers'; expected "
+                         '{"text": [...], "answer_start": [...]} or a list of {"text", "answer_start"}')
+    texts, starts = [], []
+    for answer in answers:
+        text = answer.get("text") if isinstance(answer, dict) else None
+        start = answer.get("answer_start") if isinstance(answer, dict) else None
+        if not isinstance(text, str) or not text or not isinstance(start, int) or isinstance(start, bool):
+            raise InputError(f"{where}: each answer needs a non-empty 'text' and an integer 'answer_start'")
+        if start < 0:  # Python would read a negative start from the end of the context
+            raise InputError(f"{where}: answer_start {start} is negative; it counts characters from the context's "
+                             "start: fix answer_start")
+        if context[start:start + len(text)] != text:
+            raise InputError(f"{where}: answer_start {start} points at {context[start:start + len(text)]!r}, "
+                             f"not at the answer {text!r}; fix answer_start")
+        texts.append(text)
+        starts.append(start)
+    if not texts and not version_2_with_negative:
+        raise InputError(f"{where}: the question has no answer; pass --version_2_with_negative for data with "
+                         "unanswerable questions (SQuAD v2)")
+    return {"text": texts, "answer_start": starts}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Files
 
 
 def split_suffix(path):

@@ -1,8 +1,8 @@
 """The straightforward SQuAD v1.1 post-processing, a plain loop over the top start x end pairs of every feature as in
-the transformers example: the reference the vectorized utils_qa.postprocess_qa_predictions is checked (by
-test_utils_qa.py) and timed (by benchmarks/bench_postprocess.py) against."""
+the transformers example (the top positions taken among the context's tokens): the reference the vectorized
+utils_qa.postprocess_qa_predictions is checked (by test_utils_qa.py) and timed (by benchmarks/bench_postprocess.py)
+against."""
 
-import numpy as np
 
 
 def straightforward_postprocess(examples, features, predictions, n_best_size=20, max_answer_length=30):
@@ -18,10 +18,10 @@ def straightforward_postprocess(examples, features, predictions, n_best_size=20,
         candidates = []
         for f in features_of_example[example["id"]]:
             start_logits, end_logits, offsets = all_start_logits[f], all_end_logits[f], all_offsets[f]
-            for start in np.argsort(start_logits)[-1:-n_best_size - 1:-1].tolist():
-                for end in np.argsort(end_logits)[-1:-n_best_size - 1:-1].tolist():
-                    if start >= len(offsets) or end >= len(offsets) or offsets[start] is None or offsets[end] is None:
-                        continue
+            # the top positions among the context's tokens: only they can start or end an answer
+            context = [p for p in range(min(len(offsets), len(start_logits))) if offsets[p] is not None]
+            for start in sorted(context, key=lambda p: -start_logits[p])[:n_best_size]:
+                for end in sorted(context, key=lambda p: -end_logits[p])[:n_best_size]:
                     if end < start or end - start + 1 > max_answer_length:
                         continue
                     candidates.append((start_logits[start] + end_logits[end], offsets[start][0], offsets[end][1]))

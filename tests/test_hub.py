@@ -361,7 +361,7 @@ def test_pushes_during_training_skip_predictions_and_the_users_readme(hub, hf_ho
             (commit.title, sorted(commit.files))
         assert not any(b"My notes" in content for content in commit.files.values()), commit.title
     text, _ = card_of(hub.files(repo_id))
-    assert "model card written by the finetune recipes" in text and f'from_pretrained("{repo_id}")' in text
+    assert "model card written by the finetune recipes" in text and f'model="{repo_id}", trust_remote_code=True' in text
 
 
 def test_a_run_without_push_writes_the_full_card_that_push_to_hub_pushes_later(hub, hf_home, tmp_path):
@@ -484,6 +484,10 @@ def test_squad_card_metrics(tmp_path):
     assert metadata["datasets"] == ["rajpurkar/squad_v2"] and metadata["pipeline_tag"] == "question-answering"
     metrics = {m["type"]: m["value"] for m in metadata["model-index"][0]["results"][0]["metrics"]}
     assert metrics == {"exact_match": 71.5, "f1": 74.25}
-    assert 'AutoModelForQuestionAnswering.from_pretrained("org/bert-squad")' in card
+    assert 'pipeline("question-answering", model="org/bert-squad", trust_remote_code=True)' in card
+    assert "No-answer threshold" not in card  # none stored in this config.json
+    (tmp_path / "config.json").write_text(json.dumps({"null_score_diff_threshold": -1.25}))
+    card = build_model_card(tmp_path, "org/bert-squad", run_squad.CARDS[True], argv=None)
+    assert "No-answer threshold: -1.25" in card
     # SQuAD's evaluation has no loss: the training results table still has its rows
     assert "| Training Loss | Epoch | Step | Exact | F1 |" in card and "| 2.5000 | 1.0 | 100 | 61.0000 | 64.5000 |" in card
