@@ -52,7 +52,7 @@ print(qa(question="Where is the Eiffel Tower?",
          context="The Eiffel Tower is a wrought-iron lattice tower in Paris, France."))
 # {'score': ..., 'start': ..., 'end': ..., 'answer': ...}
 
-# With the recipe repository (github.com/...: utils_qa.py), the same pipeline without running downloaded code:
+# In a checkout of the recipe repository, the same pipeline without running downloaded code:
 # from utils_qa import qa_pipeline; qa = qa_pipeline("{repo_id}")"""
 CARDS = {
     version_2: TaskCard(

@@ -13,7 +13,7 @@ from operator import itemgetter
 
 import numpy as np
 import torch
-from transformers import AutoModelForQuestionAnswering, AutoTokenizer, Pipeline
+from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer, Pipeline
 
 try:  # in the recipe repository: the scripts' one-line error; in a model folder, a ValueError
     from finetune.cli import InputError
@@ -462,12 +462,23 @@ def null_probability(null_odds):
 def qa_pipeline(model_name_or_path, revision=None, device=None, **options):
     """A question-answering pipeline for a model given by Hub name (at `revision`) or folder, used as transformers 4's
     was: `qa(question=..., context=...)`, a string or lists of both. Options: see QuestionAnsweringPipeline."""
+    def fail(error):
+        return InputError(f"could not load the model {model_name_or_path!r}: {str(error).splitlines()[0]}")
+
     try:
-        model, loading = AutoModelForQuestionAnswering.from_pretrained(model_name_or_path, revision=revision,
-                                                                       output_loading_info=True)
+        config = AutoConfig.from_pretrained(model_name_or_path, revision=revision)
+    except (OSError, ValueError) as error:
+        raise fail(error) from None
+    architectures = config.architectures or []
+    if architectures and not any(name.endswith("ForQuestionAnswering") for name in architectures):
+        raise InputError(f"{model_name_or_path} is a {architectures[0]}, not a question-answering model: give a "
+                         "model trained for question answering, e.g. with run_squad.py")
+    try:
+        model, loading = AutoModelForQuestionAnswering.from_pretrained(
+            model_name_or_path, revision=revision, config=config, output_loading_info=True)
         tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, revision=revision)
     except (OSError, ValueError) as error:
-        raise InputError(f"could not load the model {model_name_or_path!r}: {str(error).splitlines()[0]}") from None
+        raise fail(error) from None
     if any("qa_outputs" in name for name in loading["missing_keys"]):
         raise InputError(f"{model_name_or_path} has no question-answering head (its weights hold no qa_outputs "
                          "layer): give a model trained for question answering, e.g. with run_squad.py")
@@ -532,6 +543,9 @@ class QuestionAnsweringPipeline(Pipeline):
         return results[0] if single else results
 
     def preprocess(self, inputs, max_seq_len=384, doc_stride=128, max_question_len=64):
+        limit = min(self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", 10**9))
+        if max_seq_len > limit:
+            raise InputError(f"max_seq_len {max_seq_len} is above the model's limit of {limit} tokens: lower it")
         examples = {"id": [str(i) for i in range(len(inputs["question"]))], "context": inputs["context"],
                     "question": [q.strip() for q in inputs["question"]]}  # as run_squad.py reads questions
         check_qa_tokenizer(self.tokenizer, max_seq_len, doc_stride, max_question_len)
@@ -573,3 +587,51 @@ class QuestionAnsweringPipeline(Pipeline):
                      for c in ranked[:top_k]]
             results.append(found[0] if top_k == 1 else found)
         return results
+
+
+def main(argv=None):
+    """`python utils_qa.py MODEL QUESTION --context TEXT | --context_file FILE.txt`: the top answers and their
+    scores, or "no answer"."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Answer a question about a text with a question-answering model.")
+    parser.add_argument("model", help="Hub name (you/bert-base-uncased-squad) or folder of a trained model")
+    parser.add_argument("question")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--context", help="the text to answer from")
+    source.add_argument("--context_file", help="a UTF-8 .txt file holding the text (any length)")
+    parser.add_argument("--top_k", type=int, default=3, help="answers to print (default 3)")
+    parser.add_argument("--revision", help="branch, tag or commit of a Hub model")
+    parser.add_argument("--handle_impossible_answer", choices=["true", "false"],
+                        help="allow \"no answer\" (default: where the model stores a no-answer threshold)")
+    parser.add_argument("--max_seq_len", type=int, default=384, help="tokens per window (default 384)")
+    parser.add_argument("--doc_stride", type=int, default=128, help="context tokens shared by windows (default 128)")
+    parser.add_argument("--max_question_len", type=int, default=64, help="longer questions are cut (default 64)")
+    args = parser.parse_args(argv)
+    try:
+        context = args.context
+        if args.context_file:
+            try:
+                with open(args.context_file, encoding="utf-8") as f:
+                    context = f.read()
+            except (OSError, UnicodeDecodeError) as error:
+                raise InputError(f"{args.context_file}: cannot read it as UTF-8 text ({error})") from None
+        if args.top_k < 1:
+            raise InputError(f"--top_k must be at least 1 (got {args.top_k})")
+        impossible = None if args.handle_impossible_answer is None else args.handle_impossible_answer == "true"
+        qa = qa_pipeline(args.model, revision=args.revision)
+        answers = qa(question=args.question, context=context, top_k=args.top_k, max_seq_len=args.max_seq_len,
+                     doc_stride=args.doc_stride, max_question_len=args.max_question_len,
+                     handle_impossible_answer=impossible)
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    for rank, answer in enumerate(answers if isinstance(answers, list) else [answers], 1):
+        text = repr(answer["answer"]) if answer["answer"] else "no answer"
+        place = f", characters {answer['start']}-{answer['end']}" if answer["answer"] else ""
+        print(f"{rank}. {text} (score {answer['score']:.3f}{place})")
+
+
+if __name__ == "__main__":
+    main()
