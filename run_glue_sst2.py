@@ -26,7 +26,8 @@ from finetune.cli import InputError, PhaseClock, parse_args, run_main, set_up_lo
 from finetune.data import (REPO_DIR, cycle_collection_paused, first_rows, load_hub_split, map_in_processes,
                            read_records, split_suffix, tsv_cell)
 from finetune.modeling import check_max_seq_length, check_training_setup, load_model, load_tokenizer_and_config
-from finetune.outputs import atomic_write_text, checkpoint_to_resume, save_metrics
+from finetune.outputs import atomic_write_text, save_metrics
+from finetune.runs import claim_output_dir
 from finetune.trainer import OrderedEvalTrainer, batch_collator, finish_run, train_and_save
 
 logger = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ def main(argv=None):
     clock.mark("arguments")
 
     splits = get_datasets(data_args, training_args)  # read and validated before any model is built or file written
-    resume_from = checkpoint_to_resume(training_args)
+    resume_from = claim_output_dir(training_args, model_args, data_args)
     clock.mark("data")
 
     set_seed(training_args.seed)

@@ -30,7 +30,8 @@ from finetune.cli import InputError, PhaseClock, parse_args, run_main, set_up_lo
 from finetune.data import (REPO_DIR, cycle_collection_paused, first_rows, load_hub_split, load_squad_file,
                            map_in_processes, squad_records, tsv_cell)
 from finetune.modeling import check_max_seq_length, check_training_setup, load_model, load_tokenizer_and_config
-from finetune.outputs import atomic_write_json, atomic_write_text, checkpoint_to_resume, save_metrics
+from finetune.outputs import atomic_write_json, atomic_write_text, save_metrics
+from finetune.runs import claim_output_dir
 from finetune.trainer import OrderedEvalTrainer, batch_collator, finish_run, train_and_save
 from utils_qa import (
     CUSTOM_PIPELINES, check_qa_tokenizer, null_probability, postprocess_qa_predictions, prepare_eval_features,
@@ -284,7 +285,7 @@ def main(argv=None):
     clock.mark("arguments")
 
     examples = get_datasets(data_args, training_args)  # read and validated before any model is built or file written
-    resume_from = checkpoint_to_resume(training_args)
+    resume_from = claim_output_dir(training_args, model_args, data_args)
     clock.mark("data")
 
     set_seed(training_args.seed)

@@ -57,9 +57,10 @@ def save_metrics(output_dir, split, metrics):
 
 
 CHECKPOINT_NAME = re.compile(r"checkpoint-\d+")
+RUN_RECORD, RUN_LOCK = ".run.json", ".run.lock"  # what defines the run that trains here, and who runs now (runs.py)
 # What a training run writes into --output_dir before its first checkpoint (evaluations during training, TensorBoard)
 WRITTEN_BEFORE_FIRST_CHECKPOINT = {"eval_predictions.json", "eval_nbest_predictions.json", "eval_null_odds.json",
-                                   "runs"}
+                                   "runs", RUN_RECORD, RUN_LOCK}
 MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
                "adapter_model.safetensors", "pytorch_model_fsdp_0")  # the last one: FSDP's sharded state dict folder
 
@@ -101,11 +102,18 @@ def check_checkpoint_rotation_is_safe(training_args, output_dir, checkpoints):
         )
 
 
-def checkpoint_to_resume(training_args):
-    """The output-folder policy. Returns the checkpoint to resume from (or None for a fresh run):
+def checkpoint_stamp(checkpoint):
+    """When the checkpoint was last written (its trainer_state.json is written last)."""
+    return os.stat(Path(checkpoint) / "trainer_state.json").st_mtime_ns
+
+
+def checkpoint_to_resume(training_args, own_run=False, earlier_checkpoints=None):
+    """The checkpoint policy. Returns the checkpoint to resume from (or None for a fresh run):
     --resume_from_checkpoint PATH wins; otherwise the newest complete checkpoint-N in --output_dir (half-written ones,
     left by a run killed while saving, are skipped). A non-empty --output_dir holding no checkpoint is refused unless
-    --overwrite_output_dir. Nothing is deleted."""
+    --overwrite_output_dir, or own_run (its run record says the folder is this run's: it starts again over its own
+    files). earlier_checkpoints ({name: checkpoint_stamp}): checkpoints another run left, never resumed unless
+    rewritten since. Nothing is deleted."""
     if not training_args.do_train:
         return None
     output_dir = Path(training_args.output_dir)
@@ -123,11 +131,13 @@ def checkpoint_to_resume(training_args):
         return None
     for incomplete in (p for p in checkpoints if not is_complete_checkpoint(p)):
         logger.warning("Skipping %s: it was not completely written (the run was cut off while saving)", incomplete)
-    complete = [p for p in checkpoints if is_complete_checkpoint(p)]
+    earlier = earlier_checkpoints or {}
+    complete = [p for p in checkpoints if is_complete_checkpoint(p)
+                and earlier.get(p.name) != checkpoint_stamp(p)]
     if complete and not training_args.overwrite_output_dir:
         logger.warning("Resuming from %s (the last complete checkpoint in --output_dir)", complete[-1])
         return str(complete[-1])
-    if training_args.overwrite_output_dir:
+    if training_args.overwrite_output_dir or own_run:
         return None
     if all(p in checkpoints or p.name in WRITTEN_BEFORE_FIRST_CHECKPOINT for p in output_dir.iterdir()):
         # only what this run writes before its first complete checkpoint (half-written checkpoints, evaluation

@@ -1,0 +1,323 @@
+"""Who owns an --output_dir. claim_output_dir() is called once a run's data is read and before anything is written;
+it returns the checkpoint to resume from (None: start afresh). The rules:
+
+- A folder a run reads (the model, config or tokenizer folder of a training run, or a data file) is never its
+  --output_dir, nor inside it: the run would rewrite what it reads.
+- One run at a time: the main process (rank 0 under torchrun / accelerate; the other ranks only read) holds a lock
+  on .run.lock (with its process id and host) until it exits. A lock left by a killed run does not count: the
+  operating system released it.
+- A training run records what defines its result in .run.json (the model, the training data and the
+  hyper-parameters that change the weights; not the speed settings, logging or evaluation batch size). Rerunning it
+  resumes from its newest complete checkpoint only when the record matches; a finished run resumes from its last
+  checkpoint with nothing left to train, or trains again from the start over its own files when it saved no
+  checkpoint. A run whose settings differ is refused before it writes anything, naming the difference, unless the
+  earlier run left nothing but what a run writes before its first checkpoint (it takes the folder over), or
+  --overwrite_output_dir says to start over (files already there are kept; checkpoints the earlier run left are
+  never resumed). A folder with checkpoints but no record is refused: which run wrote them cannot be told.
+- An evaluation- or prediction-only run trains nothing: it writes its results into the folder (beside the model it
+  evaluates, if that is the folder) under the lock, without reading or writing a record.
+"""
+
+import atexit
+import hashlib
+import json
+import logging
+import os
+import socket
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: the process id check alone
+    fcntl = None
+
+from finetune.cli import InputError
+from finetune.outputs import (FILE_MODE, RUN_LOCK, RUN_RECORD, WRITTEN_BEFORE_FIRST_CHECKPOINT, atomic_write_json,
+                              checkpoint_stamp, checkpoint_to_resume, is_complete_checkpoint, run_checkpoints)
+
+logger = logging.getLogger(__name__)
+FINGERPRINT_BYTES = 64 * 1024
+MODEL_FLAGS = ("model_name_or_path", "config_name", "tokenizer_name")
+DATA_FLAGS = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
+# What changes the trained weights, besides the model and the data
+TRAINING_SETTINGS = ("learning_rate", "num_train_epochs", "max_steps", "seed", "data_seed", "weight_decay",
+                     "warmup_steps", "lr_scheduler_type", "lr_scheduler_kwargs", "adam_beta1", "adam_beta2",
+                     "adam_epsilon", "max_grad_norm", "label_smoothing_factor", "train_sampling_strategy",
+                     "load_best_model_at_end", "metric_for_best_model")
+# Data arguments that leave the trained weights as they are: speed, and what only evaluation or prediction reads
+NOT_DEFINING = {"preprocessing_num_workers", "pad_to_max_length", "null_score_diff_threshold", "n_best_size",
+                "max_answer_length", "max_predict_samples", "dataset_name", "dataset_config_name",
+                *DATA_FLAGS.values()}
+_held = {}  # output folder -> {fd, path, created (the folder), recorded (.run.json)}: this process's locks
+
+
+# ---- What defines a run
+
+
+def local_or_hub(value):
+    """A local path as an absolute one (the same folder from another working directory), a Hub id as it is."""
+    return str(Path(value).resolve()) if value and os.path.exists(value) else value
+
+
+def fingerprint(path):
+    """Size and a hash of the first and last 64 KiB: changes whenever a file is replaced or edited at either end,
+    without reading a large file whole."""
+    size = os.path.getsize(path)
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        digest.update(f.read(FINGERPRINT_BYTES))
+        if size > FINGERPRINT_BYTES:
+            f.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
+            digest.update(f.read())
+    return {"path": str(Path(path).resolve()), "size": size, "sha256_ends": digest.hexdigest()[:16]}
+
+
+def plain(value):
+    return getattr(value, "value", value)  # the Trainer's enums as their names
+
+
+def run_definition(training_args, model_args, data_args):
+    """{name: value} of everything that defines the weights a training run produces."""
+    definition = {flag: local_or_hub(getattr(model_args, flag)) for flag in MODEL_FLAGS if getattr(model_args, flag)}
+    if model_args.model_name_or_path:
+        definition["model_revision"] = model_args.model_revision
+    evaluates_while_training = training_args.eval_strategy != "no"  # the evaluations choose the best model
+    for split, flag in DATA_FLAGS.items():
+        path = getattr(data_args, flag, None)
+        if split == "train" or (split == "validation" and evaluates_while_training):
+            if path:
+                definition[flag] = fingerprint(path)
+            elif getattr(data_args, "dataset_name", None):
+                definition[f"{split} dataset"] = f"{data_args.dataset_name} {data_args.dataset_config_name or ''}".strip()
+    data_fields = [f.name for f in fields(data_args)] if is_dataclass(data_args) else []
+    for name in data_fields:
+        if name not in NOT_DEFINING and (name != "max_eval_samples" or evaluates_while_training):
+            definition[name] = plain(getattr(data_args, name))
+    for name in TRAINING_SETTINGS:
+        if hasattr(training_args, name):
+            definition[name] = plain(getattr(training_args, name))
+    definition["effective_batch_size"] = (training_args.per_device_train_batch_size
+                                          * training_args.gradient_accumulation_steps * max(training_args.world_size, 1))
+    # the fused and foreach variants of an optimizer compute the same update, faster
+    definition["optimizer"] = str(plain(training_args.optim)).removesuffix("_fused").removesuffix("_foreach")
+    return json.loads(json.dumps(definition))  # as it reads back from the file: tuples as lists, floats as floats
+
+
+def shown(value):
+    if isinstance(value, dict) and "path" in value:
+        return value["path"]
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def differences(here, earlier, output_dir):
+    """One phrase per setting that differs, model and data first."""
+    found = []
+    for name in [*here, *(name for name in earlier if name not in here)]:
+        mine, theirs = here.get(name), earlier.get(name)
+        if mine == theirs:
+            continue
+        if isinstance(mine, dict) and isinstance(theirs, dict) and mine.get("path") == theirs.get("path"):
+            found.append(f"{name} {mine['path']} has changed since the run that wrote {output_dir} read it")
+        else:
+            found.append(f"{name} {shown(mine) if mine is not None else '(not set)'} here, "
+                         f"{shown(theirs) if theirs is not None else '(not set)'} in the run that wrote {output_dir}")
+    return found
+
+
+def read_record(output_dir):
+    try:
+        return json.loads((output_dir / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# ---- Folders a run reads
+
+
+def check_output_dir_outside_inputs(training_args, model_args, data_args):
+    output_dir = Path(training_args.output_dir).resolve()
+    needed = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
+    inputs = [(flag, getattr(data_args, flag, None)) for split, flag in DATA_FLAGS.items() if needed[split]]
+    if training_args.do_train:  # an evaluation writes no model file: its results may go beside the model
+        inputs += [(flag, getattr(model_args, flag)) for flag in MODEL_FLAGS]
+    for flag, value in inputs:
+        if value and os.path.exists(value):
+            path = Path(value).resolve()
+            if path == output_dir or output_dir in path.parents:
+                raise InputError(f"--output_dir {training_args.output_dir} holds --{flag} {value}, which this run "
+                                 "reads; its files could be overwritten: choose another --output_dir")
+
+
+# ---- The lock
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def take_os_lock(fd):
+    """True when the operating system holds the lock for this process until it ends, however it ends; False where
+    the file system has no locks (then the process id in the file decides). Raises BlockingIOError if taken."""
+    if fcntl is None:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise
+    except OSError:
+        return False
+    return True
+
+
+def lock_output_dir(output_dir):
+    """Takes output_dir/.run.lock for this process (creating the folder if need be) or raises InputError naming the
+    run that holds it."""
+    key = str(output_dir.resolve())
+    release_all()  # a new run in this process (a test, a notebook): the earlier one has ended
+    created = not output_dir.exists()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path, host = output_dir / RUN_LOCK, socket.gethostname()
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        holder = read_holder(fd)
+        try:
+            locked_by_os = take_os_lock(fd)
+            if not locked_by_os and holder.get("host") == host and holder.get("pid") not in (None, os.getpid()) \
+                    and process_alive(holder["pid"]):
+                raise BlockingIOError
+        except BlockingIOError:
+            os.close(fd)
+            if created:
+                remove_if_empty(output_dir)
+            raise InputError(f"--output_dir {output_dir} is in use by another run (process {holder.get('pid', '?')} "
+                             f"on {holder.get('host', '?')}, {path}); wait for it to end or choose another "
+                             "--output_dir") from None
+        try:
+            same_file = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:  # the run that held it ended and removed it between our open and lock
+            same_file = False
+        if same_file:
+            break
+        os.close(fd)
+    if holder.get("pid") not in (None, os.getpid()):
+        logger.warning("Taking over %s, left by process %s on %s, which has ended", path, holder["pid"],
+                       holder.get("host"))
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": host}).encode(), 0)
+    _held[key] = {"fd": fd, "path": path, "created": created, "recorded": False}
+
+
+def read_holder(fd):
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return holder if isinstance(holder, dict) else {}
+    except ValueError:
+        return {}
+
+
+def remove_if_empty(folder):
+    try:
+        folder.rmdir()  # only an empty folder: nothing of anyone's is lost
+    except OSError:
+        pass
+
+
+def release_output_dir(key):
+    """Unlocks; a run that ended before writing anything but its record (bad input found once the model was
+    loaded) takes the record back, and the folder if it made it, leaving the folder as it found it."""
+    if key not in _held:
+        return
+    held = _held.pop(key)
+    fd, path = held["fd"], held["path"]
+    folder = path.parent
+    try:
+        if held["recorded"] and {p.name for p in folder.iterdir()} <= {RUN_RECORD, RUN_LOCK}:
+            (folder / RUN_RECORD).unlink()
+        if os.fstat(fd).st_ino == os.stat(path).st_ino:
+            path.unlink()  # while still locked, so that no run can take the file being removed
+    except OSError:
+        pass
+    os.close(fd)
+    if held["created"]:
+        remove_if_empty(folder)
+
+
+@atexit.register
+def release_all():
+    for key in list(_held):
+        release_output_dir(key)
+
+
+def forget_locks_in_child():
+    """A forked child (loader worker, tokenization process) must not keep its parent's lock after the parent ends."""
+    for held in _held.values():
+        os.close(held["fd"])
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=forget_locks_in_child)
+
+
+# ---- The claim
+
+
+def claim_output_dir(training_args, model_args, data_args):
+    """Applies the rules above; returns the checkpoint to resume from, or None."""
+    output_dir = Path(training_args.output_dir)
+    check_output_dir_outside_inputs(training_args, model_args, data_args)
+    main_process = training_args.process_index == 0  # the other ranks read what rank 0 decides, and write nothing
+    if main_process:
+        lock_output_dir(output_dir)
+    try:
+        if not training_args.do_train:
+            return None
+        return resume_or_record(training_args, run_definition(training_args, model_args, data_args), output_dir,
+                                main_process)
+    except BaseException:
+        if main_process:
+            release_output_dir(str(output_dir.resolve()))
+        raise
+
+
+def holds_results(output_dir):
+    """Anything besides what a run writes before its first complete checkpoint."""
+    half_written = {p for p in run_checkpoints(output_dir) if not is_complete_checkpoint(p)}
+    return any(p.name not in WRITTEN_BEFORE_FIRST_CHECKPOINT and p not in half_written for p in output_dir.iterdir())
+
+
+def resume_or_record(training_args, definition, output_dir, main_process):
+    earlier = read_record(output_dir) if output_dir.is_dir() else None
+    same_run = earlier is not None and earlier.get("definition") == definition
+    if earlier is not None and not same_run and not training_args.overwrite_output_dir and holds_results(output_dir):
+        found = differences(definition, earlier.get("definition") or {}, output_dir)
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise InputError(f"--output_dir {output_dir} belongs to another run: {found[0]}{more}; choose another "
+                         "--output_dir, or pass --overwrite_output_dir to start over in it (files already there are "
+                         "kept)")
+    complete = [p for p in run_checkpoints(output_dir) if is_complete_checkpoint(p)] if output_dir.is_dir() else []
+    explicit, overwrite = training_args.resume_from_checkpoint, training_args.overwrite_output_dir
+    if earlier is None and complete and not (explicit or overwrite):
+        raise InputError(f"--output_dir {output_dir} holds checkpoints of a run that left no {RUN_RECORD} of its "
+                         f"settings, so whether they are this run's cannot be told; resume one with "
+                         f"--resume_from_checkpoint {complete[-1]}, choose another --output_dir, or pass "
+                         "--overwrite_output_dir to start over in it (files already there are kept)")
+    earlier_checkpoints = earlier.get("earlier_checkpoints", {}) if same_run and not overwrite else {}
+    resume_from = checkpoint_to_resume(training_args, own_run=same_run, earlier_checkpoints=earlier_checkpoints)
+    if main_process and (not same_run or overwrite):
+        if earlier is not None and not same_run and not overwrite:
+            logger.warning("Taking over %s: the run that wrote it left no checkpoint or result", output_dir)
+        record = {"definition": definition}
+        earlier_checkpoints = {p.name: checkpoint_stamp(p) for p in complete if str(p) != resume_from}
+        if earlier_checkpoints:  # a run that starts beside another run's checkpoints: never to be resumed
+            record["earlier_checkpoints"] = earlier_checkpoints
+        atomic_write_json(output_dir / RUN_RECORD, record)
+        _held[str(output_dir.resolve())]["recorded"] = True
+    return resume_from
