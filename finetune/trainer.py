@@ -1,5 +1,6 @@
 """Training glue: the Trainer subclass both scripts use (evaluation order kept, compilation and CUDA graphs, pushes
-during training filtered), the batch collator, training and saving, and the end of a run (card, push, timings)."""
+during training filtered, a diverged run stopped before it saves or evaluates), the batch collator, training and
+saving, and the end of a run (card, push, timings)."""
 
 import logging
 import sys
@@ -8,12 +9,12 @@ from pathlib import Path
 import pyarrow
 import pyarrow.compute
 import torch
-from transformers import DataCollatorWithPadding, Trainer
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from finetune.cli import InputError, known_tokens, scrub_tokens
 from finetune.hub import CARD_FALLBACK, IGNORE_PATTERNS, describe_push_error, push_output_dir, save_model_card
-from finetune.outputs import save_metrics
+from finetune.outputs import CHECKPOINT_NAME, save_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +25,31 @@ def batch_collator(tokenizer, training_args, pad_to_max_length):
     if pad_to_max_length:
         return None
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8 if training_args.bf16 or training_args.fp16 else None)
+
+
+class TrainingDiverged(InputError):
+    """The loss or the weights became NaN/inf during training. An InputError (exit code 2, one line): the remedy is a
+    change of arguments (learning rate, clipping, warm-up, precision), as for other bad input."""
+
+
+class DivergenceCheck(TrainerCallback):
+    """Checks that the model is still finite where the Trainer syncs anyway: at each step that logs (it reads the
+    loss then) or evaluates, and at each epoch's end (before its evaluation and the final training metrics). Saves
+    are checked by OrderedEvalTrainer.save_model."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer.losses_finite = None
+        self.trainer.finite_at_step = state.global_step  # from a checkpoint: saved after the same check
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_log or control.should_evaluate:
+            self.trainer.check_finite()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.trainer.check_finite()
 
 
 class OrderedEvalTrainer(Trainer):
@@ -45,13 +71,70 @@ class OrderedEvalTrainer(Trainer):
             if dynamic_lengths:
                 logger.warning("CUDA graphs with batches padded to their longest row record a graph for every length "
                                "(and fall back to eager steps after 8): pass --pad_to_max_length true")
+        # Whether every step's loss since the last check was finite, kept on the loss's device: read only with the
+        # weights' check, so that a step adds no GPU sync. The Trainer's logging_nan_inf_filter leaves non-finite
+        # losses out of the logged loss, so the logs alone would not show them.
+        self.losses_finite = None
+        self.finite_at_step = 0  # the last step at which the loss and the weights were checked and finite
+        self.saved_checkpoint = None  # the last checkpoint this run saved (each after the check)
+        self.add_callback(DivergenceCheck(self))
 
     def training_step(self, *args, **kwargs):
         if self.replays_cuda_graphs:
             # CUDA graphs replay into the same output memory each step: say that a new step begins, so the last
             # step's outputs (consumed by its backward) may be overwritten. A no-op without a GPU.
             torch.compiler.cudagraph_mark_step_begin()
-        return super().training_step(*args, **kwargs)
+        loss = super().training_step(*args, **kwargs)
+        finite = loss.detach().isfinite().all()
+        self.losses_finite = finite if self.losses_finite is None else self.losses_finite & finite
+        return loss
+
+    def check_finite(self):
+        """Raises TrainingDiverged unless every step's loss since the last check and every weight are finite: one
+        reduction and one read (a GPU sync), so only where the Trainer is about to log, evaluate or save."""
+        flags = [p.detach().isfinite().all() for p in self.model.parameters()]
+        if self.losses_finite is not None:
+            flags.append(self.losses_finite.to(flags[0].device) if flags else self.losses_finite)
+        if not flags:
+            return
+        finite = torch.stack(flags).all()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # every process must stop together: each saw its own batches' losses (and with FSDP its own shard)
+            finite = finite.int()
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if not finite.item():
+            raise TrainingDiverged(self.divergence_message())
+        self.losses_finite = None
+        self.finite_at_step = self.state.global_step
+
+    def divergence_message(self):
+        args, step = self.args, self.state.global_step
+        when = (f"at step {step}" if step - self.finite_at_step <= 1
+                else f"between steps {self.finite_at_step} and {step}" if self.finite_at_step
+                else f"within the first {step} steps")
+        rate = f"--learning_rate {args.learning_rate:g}"
+        if self.lr_scheduler is not None:
+            rate += f", scheduled {self.lr_scheduler.get_last_lr()[0]:.3g} at step {step}"
+        kept = (f"{self.saved_checkpoint} is the last good checkpoint" if self.saved_checkpoint
+                else "this run saved no model")
+        usual = " (fine-tuning rates are usually 1e-5 to 1e-3)" if args.learning_rate >= 1e-2 else ""
+        remedies = [f"a lower --learning_rate{usual}"]
+        if not args.max_grad_norm or args.max_grad_norm <= 0:
+            remedies.append("--max_grad_norm 1.0")
+        remedies.append("a longer warm-up (--warmup_steps)" if args.warmup_steps or args.warmup_ratio
+                        else "a warm-up (--warmup_ratio 0.1)")
+        if args.fp16:
+            remedies.append("--bf16 or fp32 instead of --fp16")
+        return (f"training diverged: the loss or the weights became NaN/inf {when} ({rate}); stopped without "
+                f"saving or evaluating that model ({kept}); retry with {', '.join(remedies[:-1])} or {remedies[-1]}")
+
+    def save_model(self, output_dir=None, _internal_call=False):
+        """The Trainer saves checkpoints and the final model through here: a diverged model is never written (nor
+        pushed)."""
+        self.check_finite()
+        super().save_model(output_dir, _internal_call=_internal_call)
+        if output_dir is not None and CHECKPOINT_NAME.fullmatch(Path(output_dir).name):
+            self.saved_checkpoint = output_dir
 
     def prediction_step(self, *args, **kwargs):
         if not self.replays_cuda_graphs:
