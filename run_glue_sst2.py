@@ -102,17 +102,21 @@ def parse_label(value, source, where):
     """0/1, "0"/"1", or a label name -> 0/1; -1, "" and missing -> UNLABELED. Returns (label, kind)."""
     if value is None or value == "" or value == UNLABELED or value == str(UNLABELED):
         return UNLABELED, None
-    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
-        raise InputError(f"{source}, {where}: label {value!r} is not 0/1 or negative/positive; fix that row")
-    # ASCII digits only: str.isdigit() also accepts "¹", which int() and float() cannot read
+    shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:30]}... ({len(str(value))} characters)"
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():  # (also inf and NaN)
+        raise InputError(f"{source}, {where}: label {shown} is not 0/1 or negative/positive; fix that row")
+    # ASCII digits only: str.isdigit() also accepts "¹", which int() and float() cannot read. The integer part is
+    # read as an int, never through a float (99999999999999999999999 would be inf), and only when short (int() reads
+    # no more than 4300 digits): a longer one is not 0 or 1 anyway.
     if isinstance(value, (int, float)) or isinstance(value, str) and re.fullmatch(r"-?[0-9]+(\.0*)?", value.strip()):
-        number = int(float(value))
+        digits = str(int(value) if isinstance(value, float) else value).strip().split(".")[0]
+        number = int(digits) if len(digits) <= 20 else None
         if number not in (0, 1):
-            raise InputError(f"{source}, {where}: label {value!r} is outside the label set {{0, 1}}; fix that row")
+            raise InputError(f"{source}, {where}: label {shown} is outside the label set {{0, 1}}; fix that row")
         return number, "number"
     if isinstance(value, str) and value.strip().lower() in LABEL_NAMES:
         return LABEL_NAMES.index(value.strip().lower()), "name"
-    raise InputError(f"{source}, {where}: label {value!r} is not 0/1 or negative/positive; fix that row")
+    raise InputError(f"{source}, {where}: label {shown} is not 0/1 or negative/positive; fix that row")
 
 
 def build_dataset(rows, source, data_args, split):

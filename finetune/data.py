@@ -1,6 +1,7 @@
 """Reading the data: local files with row-precise errors, SQuAD records, Hub dataset splits, sample limits, and
 tokenization in worker processes."""
 
+import collections
 import contextlib
 import csv
 import gc
@@ -126,7 +127,7 @@ def parse_answers(row, context, where, version_2_with_negative):
     if isinstance(answers, str):
         try:
             answers = json.loads(answers)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # (a JSONDecodeError is a ValueError)
             raise InputError(f"{where}: 'answers' is not valid JSON; write it as "
                              '{"text": [...], "answer_start": [...]}') from None
     if isinstance(answers, dict) and isinstance(answers.get("text"), list):
@@ -221,6 +222,10 @@ def read_delimited(path, text, suffix):
     reader = csv.reader(io.StringIO(text, newline=""), **options)
     try:
         header = next(reader)
+        repeated = sorted(name for name, count in collections.Counter(header).items() if count > 1)
+        if repeated:  # a row's dict keeps the last of the two: the run would read the wrong column, silently
+            raise InputError(f"{path}, line 1: the header names the column '{repeated[0]}' more than once; rename or "
+                             "remove the extra column")
         rows = []
         line_number = reader.line_num + 1  # where the next row starts: a row may span several lines
         for values in reader:
@@ -248,6 +253,8 @@ def read_json_rows(path, text, suffix):
                 document = None  # JSON lines in a .json file
             else:
                 raise InputError(f"{path}, line {error.lineno}: broken JSON ({error.msg}); fix the file") from None
+        except (ValueError, RecursionError) as error:
+            raise InputError(f"{path}: {unreadable_json(error)}; fix the file") from None
         if document is not None:
             records = document.get("data") if isinstance(document, dict) else document
             if isinstance(document, dict) and records is None:
@@ -263,8 +270,18 @@ def read_json_rows(path, text, suffix):
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise InputError(f"{path}, line {line_number}: broken JSON line ({error.msg}); fix that line") from None
+        except (ValueError, RecursionError) as error:
+            raise InputError(f"{path}, line {line_number}: {unreadable_json(error)}; fix that line") from None
         rows.append(check_object(path, record, f"line {line_number}"))
     return rows
+
+
+def unreadable_json(error):
+    """What made valid JSON syntax unreadable: Python reads no integer of more than 4300 digits, and recurses once
+    per level of nesting."""
+    if isinstance(error, RecursionError):
+        return "lists or objects nested too deeply to read"
+    return "a number of more than 4300 digits"
 
 
 TSV_BREAKS = re.compile(r"[\t\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")  # a tab, and whatever str.splitlines splits at
