@@ -12,6 +12,7 @@ and the card goes in MODEL_CARD.md (pushed as the repo's README.md).
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 import yaml
@@ -19,7 +20,8 @@ import yaml
 import run_glue_sst2
 import run_squad
 from finetune.card import CARD_MARKERS, base_model_license, build_model_card
-from finetune.cli import InputError, known_tokens, run_main, scrub_tokens
+from finetune.cli import (InputError, known_tokens, raise_input_errors, redact_secrets, run_main, scrub_tokens,
+                          secret_values, this_run)
 from finetune.hub import card_path, check_no_token_in_files, upload_output_dir, write_card
 
 TASK_CARDS = {card.name: card for card in (run_glue_sst2.CARD, *run_squad.CARDS.values())}
@@ -27,11 +29,15 @@ TASK_CARDS = {card.name: card for card in (run_glue_sst2.CARD, *run_squad.CARDS.
 
 def infer_task(output_dir):
     """sst2 / squad / squad_v2 from the saved config and results."""
-    config = json.loads((output_dir / "config.json").read_text())
-    architectures = " ".join(config.get("architectures") or [])
+    try:
+        config = json.loads((output_dir / "config.json").read_text(encoding="utf-8"))
+        architectures = " ".join(config.get("architectures") or [])
+    except (OSError, ValueError, AttributeError, TypeError):  # not JSON, or not a config's layout
+        raise InputError(f"{output_dir / 'config.json'} cannot be read as a model config; give the --output_dir of "
+                         "a completed run, or name the task with --task") from None
     if "QuestionAnswering" in architectures:
         results = output_dir / "all_results.json"
-        text = results.read_text() if results.exists() else ""
+        text = results.read_text(encoding="utf-8", errors="replace") if results.is_file() else ""
         return "squad_v2" if "HasAns" in text or "NoAns" in text else "squad"
     return "sst2"
 
@@ -81,7 +87,13 @@ def main(argv=None):
     parser.add_argument("--hub_token", help="write token (default: HF_TOKEN or the `hf auth login` token)")
     parser.add_argument("--hub_revision", help="branch to push to (default: main)")
     parser.add_argument("--task", choices=sorted(TASK_CARDS), help="default: inferred from the folder")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    this_run["secrets"] |= secret_values(argv)
+    raise_input_errors(parser)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise InputError(f"unknown command-line argument(s) {' '.join(redact_secrets(unknown))}; see --help for the "
+                         "accepted flags")
 
     output_dir = Path(args.output_dir)
     if not (output_dir / "config.json").is_file():

@@ -1,6 +1,7 @@
 """The argument dataclasses both scripts share, their up-front checks, and the speed settings that depend on the
 machine: a recipe states what it reproduces; how fast this machine can run it is decided here."""
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -16,6 +17,12 @@ from finetune.cli import InputError
 
 logger = logging.getLogger(__name__)
 FOR_THIS_MACHINE = "default: chosen for this machine"
+SEEDS = 2**32  # numpy's and torch's seeds: 0 <= seed < 2**32
+# The ranges the optimizer, the gradient clipping and the label smoother need; torch refuses some values once the
+# data is tokenized, and takes others silently: a negative --max_grad_norm flips every gradient.
+RANGES = {"weight_decay": (0, None), "max_grad_norm": (0, None), "adam_epsilon": (0, None),
+          "adam_beta1": (0, 1), "adam_beta2": (0, 1), "label_smoothing_factor": (0, 1),
+          "logging_steps": (0, None), "save_steps": (0, None), "eval_steps": (0, None)}
 
 
 @dataclass
@@ -119,9 +126,19 @@ class TrainingArguments(transformers.TrainingArguments):
 
     def check(self):
         """What the Trainer would otherwise fail on with a traceback deep in a run, or silently do nothing with."""
+        if not str(self.output_dir).strip():  # "" would write the run into the current folder
+            raise InputError("--output_dir is empty; give the folder to write the model and results into")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name} must be at least 1 (got {getattr(self, name)})")
+        for name in ("seed", "data_seed"):
+            if getattr(self, name) is not None and not 0 <= getattr(self, name) < SEEDS:
+                raise InputError(f"--{name} must be between 0 and {SEEDS - 1} (got {getattr(self, name)})")
+        for name, (low, high) in RANGES.items():
+            value = getattr(self, name)
+            if value is not None and (value < low or high is not None and value >= high):
+                allowed = f"at least {low}" if high is None else f"at least {low} and below {high}"
+                raise InputError(f"--{name} must be {allowed} (got {value:g})")
         if self.do_train and self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise InputError(f"--num_train_epochs {self.num_train_epochs:g} trains nothing; give a positive "
                              "--num_train_epochs or --max_steps")
@@ -152,6 +169,22 @@ class TrainingArguments(transformers.TrainingArguments):
         if not os.access(existing, os.W_OK | os.X_OK):  # a read-only disk, or another user's folder
             raise InputError(f"--output_dir {self.output_dir}: {existing} is not writable here (read-only or no "
                              "permission); choose another --output_dir")
+        self.check_results_file()
+
+    def check_results_file(self):
+        """The run merges its metrics into the all_results.json already in --output_dir, at its very end: one that
+        cannot be read back would stop the run there, after the training."""
+        path = Path(self.output_dir) / "all_results.json"
+        if not path.exists() and not path.is_symlink():
+            return
+        try:
+            results = json.loads(path.read_text(encoding="utf-8"))
+            problem = None if isinstance(results, dict) else f"holds a JSON {type(results).__name__}, not an object"
+        except (OSError, ValueError) as error:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+            problem = f"cannot be read back ({' '.join(str(error).split())})"
+        if problem:
+            raise InputError(f"{path} {problem}; this run merges its results into it: fix or move that file, or "
+                             "choose another --output_dir")
 
     def check_best_metric(self, evaluation_metrics):
         """--metric_for_best_model must be one of the evaluation's metrics: the Trainer finds out at the first

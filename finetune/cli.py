@@ -1,12 +1,16 @@
 """The command line: `[recipe.yaml] [--key value ...]` parsed into the scripts' argument dataclasses, one error line
 instead of a traceback for bad input, secrets kept out of every message, and the per-phase wall-time line."""
 
+import argparse
+import errno
 import json
 import logging
+import math
 import os
 import re
 import sys
 import time
+import traceback
 
 import torch
 import transformers
@@ -15,8 +19,13 @@ from transformers import HfArgumentParser
 
 logger = logging.getLogger(__name__)
 RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
-HUB_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{8,}")
+HUB_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{8,}\b")  # (not hf_sentiment_model, a repository name)
 TOKEN_FLAGS = ("--hub_token", "--token")
+TOKEN_ENVIRONMENT = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+REDACTED = "<redacted>"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# What this process's command line told run_main's error messages: the token values to hide, the output folder
+this_run = {"secrets": set(), "output_dir": None}
 
 
 class InputError(Exception):
@@ -24,18 +33,70 @@ class InputError(Exception):
 
 
 def run_main(main):
-    """Runs a script's main(); bad input ends with one error line and exit code 2 instead of a traceback."""
+    """Runs a script's main(); bad input and a full disk end with one error line and exit code 2 instead of a
+    traceback. Every message printed here goes through scrub_message: a token must not reach a terminal or a CI log
+    whatever path the error took."""
+    this_run.update(secrets=secret_values(sys.argv[1:]), output_dir=None)
     try:
         main()
     except InputError as error:
-        logger.debug("input error", exc_info=True)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        fail_with("input error", str(error))
     except ImportError as error:  # an optional package a flag needs (--optim adamw_bnb_8bit, --use_liger_kernel, ...)
-        logger.debug("missing package", exc_info=True)
-        print(f"error: a package this run needs is missing: {str(error).strip().splitlines()[0]}", file=sys.stderr)
-        sys.exit(2)
+        fail_with("missing package", f"a package this run needs is missing: {str(error).strip().splitlines()[0]}")
+    except Exception as error:
+        full = disk_full_error(error)
+        if full is None:  # a bug, not the user's input: the traceback stays, the tokens do not
+            print(scrub_message(traceback.format_exc()), end="", file=sys.stderr)
+            sys.exit(1)
+        fail_with("disk full", disk_full_message(full))
     leave_process_group()
+
+
+def fail_with(kind, message):
+    logger.debug("%s:\n%s", kind, scrub_message(traceback.format_exc()))
+    print(f"error: {scrub_message(message)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def disk_full_error(error):
+    """The OSError ENOSPC / EDQUOT behind `error` (raised as it is, or as the cause of another), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def disk_full_message(error):
+    """What was kept and what to do, in one line. Files are written atomically and a checkpoint counts once its
+    trainer_state.json (written last) is readable, so what is complete stays complete."""
+    written = f" while writing {error.filename}" if error.filename else ""
+    message = ("the disk is full" if error.errno == errno.ENOSPC else "the disk quota is used up") + written
+    output_dir = this_run["output_dir"]
+    if output_dir:
+        checkpoint = newest_complete_checkpoint(output_dir)
+        kept = (f"the last complete checkpoint in {output_dir} is kept ({checkpoint})" if checkpoint
+                else f"the files already complete in {output_dir} are kept")
+        message += f"; {kept}"
+    return message + "; free space and rerun the same command"
+
+
+def newest_complete_checkpoint(output_dir):
+    try:
+        names = os.listdir(output_dir)
+    except OSError:
+        return None
+    numbered = sorted((int(name.split("-")[1]), name) for name in names if re.fullmatch(r"checkpoint-\d+", name))
+    for _, name in reversed(numbered):
+        try:
+            with open(os.path.join(output_dir, name, "trainer_state.json"), encoding="utf-8") as state:
+                json.load(state)
+            return name
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def leave_process_group():
@@ -82,10 +143,11 @@ def parse_args(dataclass_types, argv=None):
         where = f"recipe file {argv[0]} or the command line"
         recipe_args = recipe_to_flags(argv.pop(0), actions={a.dest: a for a in parser._actions})
 
-    def fail(message):  # argparse's own way prints its whole usage text (~130 lines) above the message
-        raise InputError(f"{message}; fix the value in {where}")
-
-    parser.error = fail
+    this_run["secrets"] |= secret_values(recipe_args + argv)
+    raise_input_errors(parser, where)
+    for action in parser._actions:
+        if action.type is float:
+            action.type = finite_float
     try:
         parsed = parser.parse_args_into_dataclasses(args=recipe_args + argv, return_remaining_strings=True)
     except ValueError as error:  # TrainingArguments' own checks, e.g. --bf16 true on a machine without support
@@ -94,6 +156,7 @@ def parse_args(dataclass_types, argv=None):
             message += " (this machine has no GPU with bf16/tf32: leave --bf16 and --tf32 out, or set them false)"
         raise InputError(f"the arguments do not fit together or this machine: {message}") from None
     *arguments, unknown = parsed
+    this_run["output_dir"] = next((a.output_dir for a in arguments if hasattr(a, "output_dir")), None)
     if unknown:
         raise InputError(f"unknown command-line argument(s) {' '.join(redact_secrets(unknown))}; "
                          "see --help for the accepted flags")
@@ -104,26 +167,73 @@ def parse_args(dataclass_types, argv=None):
     return tuple(arguments)
 
 
+def raise_input_errors(parser, where="the command line"):
+    """An argparse error as one InputError line: argparse's own way prints its whole usage text (~130 lines) above
+    the message and exits."""
+    def fail(message):
+        raise InputError(f"{message}; fix the value in {where}")
+
+    parser.error = fail
+
+
+def finite_float(text):
+    """argparse's float, without NaN and infinities: no float flag of ours means anything by them (a NaN learning
+    rate trains on NaN weights, a NaN threshold never answers "no answer")."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
+
+
+finite_float.__name__ = "float"  # argparse names the type in "invalid float value: 'abc'"
+
+
+def is_secret_flag(word):
+    """A flag that holds a token, misspelled ones too (--hub-tokn, --hubtoken, --tken); not --tokenizer_name or
+    --include_num_input_tokens_seen, whose values appear in messages for good reason."""
+    name = word.partition("=")[0].lower()
+    return (name.startswith("-") and re.search(r"tok|tken|tkn|secret|passw", name) is not None
+            and re.search(r"tokeniz|tokens[-_]", name) is None)
+
+
 def redact_secrets(args):
-    """Command-line words safe to print: the value of any *token* flag (misspelled ones too) and anything that looks
+    """Command-line words safe to print: the value of any token flag (misspelled ones too) and anything that looks
     like a Hub token are replaced, so a typo such as `--hub-tokn SECRET` never puts the token in a log."""
     safe, previous = [], ""
     for arg in args:
         key, equals, _ = arg.partition("=")
-        secret_flag = equals and key.startswith("-") and "tok" in key.lower()
-        if HUB_TOKEN.search(arg) or "tok" in previous.lower():
-            arg = f"{key}=<redacted>" if secret_flag else "<redacted>"
+        secret_flag = equals and is_secret_flag(key)
+        if HUB_TOKEN.search(arg) or is_secret_flag(previous):
+            arg = f"{key}={REDACTED}" if secret_flag else REDACTED
         elif secret_flag:
-            arg = f"{key}=<redacted>"
+            arg = f"{key}={REDACTED}"
         safe.append(arg)
         previous = arg if arg.startswith("-") and not equals else ""
     return safe
 
 
+def secret_values(args):
+    """The words redact_secrets hides (the value part of --flag=value), for scrub_message."""
+    values = set()
+    for arg, safe in zip(args, redact_secrets(args)):
+        if safe == REDACTED:
+            values.add(arg)
+        elif safe.endswith(f"={REDACTED}"):
+            values.add(arg.partition("=")[2])
+    return {value for value in values if len(value) >= 4}
+
+
+def scrub_message(text):
+    """A message safe to print: the token flags' values of this process's command line, the token variables' values
+    and the saved login token, and anything shaped like a Hub token, replaced."""
+    for secret in sorted(known_tokens() | this_run["secrets"], key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return HUB_TOKEN.sub(REDACTED, text)
+
+
 def known_tokens(training_args=None):
     """Every token this process could be using, so we can make sure none is ever written or printed."""
-    tokens = {getattr(training_args, "hub_token", None), os.environ.get("HF_TOKEN"),
-              os.environ.get("HUGGING_FACE_HUB_TOKEN")}
+    tokens = {getattr(training_args, "hub_token", None), *map(os.environ.get, TOKEN_ENVIRONMENT)}
     try:
         from huggingface_hub import get_token
 
