@@ -13,6 +13,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from finetune.cli import InputError, known_tokens, scrub_tokens
+from finetune.card import read_json
 from finetune.hub import CARD_FALLBACK, IGNORE_PATTERNS, describe_push_error, push_output_dir, save_model_card
 from finetune.outputs import CHECKPOINT_NAME, save_metrics
 
@@ -215,10 +216,17 @@ class OrderedEvalTrainer(Trainer):
 
 
 def train_and_save(trainer, resume_from, train_samples):
-    """Trains, saves the final model, tokenizer and trainer state, writes train_results.json; returns the metrics."""
+    """Trains, saves the final model, tokenizer and trainer state, writes train_results.json; returns the metrics.
+    Rerunning a finished run resumes from its last checkpoint with nothing left to train: its train_results.json
+    then stays as the training wrote it (the Trainer would report an empty training: loss 0, no runtime)."""
+    resumed_step = (read_json(Path(resume_from) / "trainer_state.json") or {}).get("global_step") if resume_from else None
     result = trainer.train(resume_from_checkpoint=resume_from)  # (check_training_setup: the checkpoint fits)
     trainer.save_model(_internal_call=True)  # no Trainer push here: ours, at the end, carries our model card
     trainer.save_state()
+    earlier = read_json(Path(trainer.args.output_dir) / "train_results.json")
+    if resumed_step == trainer.state.global_step and earlier:
+        logger.warning("Nothing left to train: the run had finished; its train_results.json is kept")
+        return earlier
     metrics = {**result.metrics, "train_samples": train_samples}
     trainer.log_metrics("train", metrics)
     if trainer.is_world_process_zero():
