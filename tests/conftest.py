@@ -17,6 +17,9 @@ OFFLINE_ENV = {
     "HF_HOME": tempfile.mkdtemp(prefix="test-hf-home-"),
     "TOKENIZERS_PARALLELISM": "false",
     "DISABLE_MLFLOW_INTEGRATION": "TRUE",
+    # One torch thread in every test process: the tiny model trains faster on one, and two threads on a busy 2-core
+    # machine wait on each other (a 2-epoch run took 5 s or 30 s depending on what else ran).
+    "OMP_NUM_THREADS": "1",
 }
 os.environ.update(OFFLINE_ENV)  # before transformers / huggingface_hub are imported by any test module
 sys.path.insert(0, str(REPO_DIR))
