@@ -1,23 +1,21 @@
 """Hub round trip, offline: push a freshly trained SST-2 model to a local Hub-compatible server, load it back by
 name, and check what happens when the push fails (500, 401, 403, no network) and is retried without retraining.
 
-Scripts run as subprocesses because HF_ENDPOINT must be set before huggingface_hub is imported."""
+Scripts run in processes of their own, started with the Hub's address (conftest.run_script), because HF_ENDPOINT
+must be set before huggingface_hub is imported. They share the session's HF_HOME with this process."""
 
+import contextlib
+import io
 import json
 import os
 import re
 import shlex
 import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 
 import pytest
 import yaml
 
-from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_script
-from hub_server import HubServer
+from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, hub_env, run_python, run_script
 
 REPO_ID = "org/tiny-bert-sst2"
 TRAIN_ARGS = [
@@ -29,33 +27,15 @@ TRAIN_ARGS = [
 SENTENCES = ["a charming and funny movie", "this movie feels tedious and clumsy", "the cast is great"]
 
 
-@pytest.fixture(scope="module")
-def hub():
-    with HubServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def hf_home():
-    return tempfile.mkdtemp(prefix="test-hub-home-")
-
-
-def hub_env(hub, hf_home, **extra):
-    env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": hub.token, "HF_HOME": hf_home, "HF_HUB_OFFLINE": "0",
-           "HF_HUB_DISABLE_TELEMETRY": "1"}
-    return {**env, **extra}
-
-
-def train_and_push(hub, hf_home, output_dir, repo_id, **env):
+def train_and_push(hub, output_dir, repo_id, **env):
     return run_script("run_glue_sst2.py", *TRAIN_ARGS, "--output_dir", output_dir, "--push_to_hub",
-                      "--hub_model_id", repo_id, env=hub_env(hub, hf_home, **env))
+                      "--hub_model_id", repo_id, env=hub_env(hub, **env))
 
 
-def run_python(code, env):
-    """Runs `code` in a fresh interpreter (so HF_ENDPOINT / HF_HUB_OFFLINE apply) and returns its last stdout line
-    parsed as JSON."""
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_DIR, env={**os.environ, **env},
-                            capture_output=True, text=True, timeout=300)
+def python_output(code, env):
+    """Runs `python -c code` (in a process of its own, so HF_ENDPOINT / HF_HUB_OFFLINE apply) and returns its last
+    stdout line parsed as JSON."""
+    result = run_python("-c", code, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -78,9 +58,12 @@ print(json.dumps(out))
 """
 
 
+def predict_code(local="", compare_local=True):
+    return PREDICT.format(sentences=SENTENCES, repo_id=REPO_ID, local=str(local), compare_local=compare_local)
+
+
 def predict(env, local="", compare_local=True):
-    code = PREDICT.format(sentences=SENTENCES, repo_id=REPO_ID, local=str(local), compare_local=compare_local)
-    return run_python(code, env)
+    return python_output(predict_code(local, compare_local), env)
 
 
 def card_of(files):
@@ -103,20 +86,14 @@ def retry_from(message):
     return command[2:]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # A successful push, then loading by name
 
 
 @pytest.fixture(scope="module")
-def pushed(hub, hf_home, tmp_path_factory):
+def pushed(hub, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("sst2") / "out"
-    result = train_and_push(hub, hf_home, output_dir, REPO_ID)
+    result = train_and_push(hub, output_dir, REPO_ID)
     assert result.returncode == 0, result.stderr[-3000:]
     return output_dir, result
 
@@ -157,22 +134,22 @@ def test_pushed_files_and_card(hub, pushed):
     assert hub.token not in result.stdout + result.stderr
 
 
-def test_load_by_name_matches_local(hub, hf_home, pushed):
+def test_load_by_name_matches_local(hub, pushed):
     output_dir, _ = pushed
-    out = predict(hub_env(hub, hf_home), local=output_dir)
+    out = predict(hub_env(hub), local=output_dir)
     assert out["hub"]["id2label"] == {"0": "negative", "1": "positive"}
     assert out["hub"]["logits"] == out["local"]["logits"]
     assert out["hub"]["pipeline"] == out["local"]["pipeline"]
     assert {p["label"] for p in out["hub"]["pipeline"]} <= {"negative", "positive"}
 
 
-def test_scripts_take_the_pushed_model_by_name_for_eval_and_predict(hub, hf_home, pushed, tmp_path):
+def test_scripts_take_the_pushed_model_by_name_for_eval_and_predict(hub, pushed, tmp_path):
     """--model_name_or_path org/name (+ --model_revision) through the Hub client: same metrics and predictions as
     the local output folder the model was pushed from."""
     output_dir, _ = pushed
     result = run_script("run_glue_sst2.py", "recipes/sst2/quickstart.yaml", "--model_name_or_path", REPO_ID,
                         "--model_revision", "main", "--config_name", "", "--tokenizer_name", "", "--do_train", "false",
-                        "--output_dir", tmp_path / "by-name", env=hub_env(hub, hf_home))
+                        "--output_dir", tmp_path / "by-name", env=hub_env(hub))
     assert result.returncode == 0, result.stderr[-3000:]
     by_name = json.loads((tmp_path / "by-name/eval_results.json").read_text())
     local = json.loads((output_dir / "eval_results.json").read_text())
@@ -182,13 +159,13 @@ def test_scripts_take_the_pushed_model_by_name_for_eval_and_predict(hub, hf_home
     assert len((tmp_path / "by-name/predict_results.tsv").read_text().splitlines()) == 41  # header + 40 sentences
 
 
-def test_hub_strategy_checkpoint_makes_a_run_resumable_from_the_hub(hub, hf_home, tmp_path):
+def test_hub_strategy_checkpoint_makes_a_run_resumable_from_the_hub(hub, tmp_path):
     """--hub_strategy checkpoint: the Trainer pushes last-checkpoint/ while training; a machine that lost its disk
     downloads it and resumes from it."""
     repo_id = "org/resumable"
     run = [*TRAIN_ARGS, "--save_strategy", "steps", "--save_steps", "10", "--max_steps", "20", "--do_eval", "false"]
     result = run_script("run_glue_sst2.py", *run, "--output_dir", tmp_path / "first", "--push_to_hub",
-                        "--hub_model_id", repo_id, "--hub_strategy", "checkpoint", env=hub_env(hub, hf_home))
+                        "--hub_model_id", repo_id, "--hub_strategy", "checkpoint", env=hub_env(hub))
     assert result.returncode == 0, result.stderr[-3000:]
     files = hub.files(repo_id)
     assert "last-checkpoint/trainer_state.json" in files and "last-checkpoint/optimizer.pt" in files
@@ -196,7 +173,8 @@ def test_hub_strategy_checkpoint_makes_a_run_resumable_from_the_hub(hub, hf_home
 from huggingface_hub import snapshot_download
 print(snapshot_download({repo_id!r}, allow_patterns=["last-checkpoint/*"], local_dir={str(tmp_path / "dl")!r}))
 """
-    subprocess.run([sys.executable, "-c", download], env={**os.environ, **hub_env(hub, hf_home)}, check=True)
+    downloaded = run_python("-c", download, env=hub_env(hub))
+    assert downloaded.returncode == 0, downloaded.stderr[-3000:]
     checkpoint = tmp_path / "dl/last-checkpoint"
     # The Trainer skips a checkpoint push while the previous one is still uploading: step 10 or 20 arrives.
     step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
@@ -213,12 +191,17 @@ print(snapshot_download({repo_id!r}, allow_patterns=["last-checkpoint/*"], local
         [e for e in first if e["step"] <= step and "loss" in e]
 
 
-def test_load_by_name_from_prefilled_cache_offline(hub, pushed, tmp_path):
-    output_dir, _ = pushed
-    home = str(tmp_path / "hf-home")
-    online = predict(hub_env(hub, home), compare_local=False)  # fills the cache
-    dead_endpoint = f"http://127.0.0.1:{free_port()}"
-    offline = predict(hub_env(hub, home, HF_HUB_OFFLINE="1", HF_ENDPOINT=dead_endpoint), compare_local=False)
+def test_load_by_name_from_prefilled_cache_offline(hub, pushed):
+    from huggingface_hub import constants
+
+    online = predict(hub_env(hub), compare_local=False)  # fills the session's HF_HOME cache
+    # This process is offline and its endpoint is not the loopback Hub, the only place the model was pushed to: the
+    # model can come from the cache and from nowhere else.
+    assert constants.HF_HUB_OFFLINE and constants.ENDPOINT != hub.url
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(predict_code(compare_local=False), {})
+    offline = json.loads(printed.getvalue().strip().splitlines()[-1])
     assert offline["hub"] == online["hub"]
 
 
@@ -226,11 +209,11 @@ def test_load_by_name_from_prefilled_cache_offline(hub, pushed, tmp_path):
 # Failed pushes: clear error, model intact, retry without retraining
 
 
-def test_server_error_then_retry_without_retraining(hub, hf_home, tmp_path):
+def test_server_error_then_retry_without_retraining(hub, tmp_path):
     output_dir = tmp_path / "out"
     repo_id = "org/tiny-bert-sst2-retry"
     hub.fail_next(1, status=500, path_contains="/api/whoami-v2")  # the Trainer never calls whoami; our push does
-    result = train_and_push(hub, hf_home, output_dir, repo_id)
+    result = train_and_push(hub, output_dir, repo_id)
     assert result.returncode != 0
     message = error_line(result)
     assert "500" in message and "push_to_hub.py" in message and str(output_dir) in message
@@ -240,7 +223,7 @@ def test_server_error_then_retry_without_retraining(hub, hf_home, tmp_path):
     assert "README.md" not in hub.files(repo_id)  # nothing was pushed
     weights_mtime = (output_dir / "model.safetensors").stat().st_mtime_ns
 
-    retry = run_script("push_to_hub.py", *retry_from(message), env=hub_env(hub, hf_home))
+    retry = run_script("push_to_hub.py", *retry_from(message), env=hub_env(hub))
     assert retry.returncode == 0, retry.stderr[-3000:]
     assert (output_dir / "model.safetensors").stat().st_mtime_ns == weights_mtime  # not retrained
     files = hub.files(repo_id)
@@ -249,55 +232,55 @@ def test_server_error_then_retry_without_retraining(hub, hf_home, tmp_path):
     assert "trainer_state.json" in files and "training_args.bin" in files
 
 
-def test_wrong_token_is_a_clear_401(hub, hf_home, pushed):
+def test_wrong_token_is_a_clear_401(hub, pushed):
     output_dir, _ = pushed
     wrong = "hf_WrongTokenWrongTokenWrongToken01"
     before = sorted(p.name for p in output_dir.iterdir())
     result = run_script("push_to_hub.py", output_dir, "--hub_model_id", REPO_ID,
-                        env=hub_env(hub, hf_home, HF_TOKEN=wrong))
+                        env=hub_env(hub, HF_TOKEN=wrong))
     assert result.returncode == 2
     message = error_line(result)
     assert "401" in message and "token" in message and "push_to_hub.py" in message
     assert wrong not in result.stdout + result.stderr
     assert sorted(p.name for p in output_dir.iterdir()) == before
 
-    again = run_script("push_to_hub.py", output_dir, "--hub_model_id", REPO_ID, env=hub_env(hub, hf_home))
+    again = run_script("push_to_hub.py", output_dir, "--hub_model_id", REPO_ID, env=hub_env(hub))
     assert again.returncode == 0, again.stderr[-3000:]
 
 
-def test_name_taken_by_someone_else_is_a_clear_403(hub, hf_home, pushed):
+def test_name_taken_by_someone_else_is_a_clear_403(hub, pushed):
     output_dir, _ = pushed
     hub.create_repo("someone-else/taken", owner="someone-else")
     result = run_script("push_to_hub.py", output_dir, "--hub_model_id", "someone-else/taken",
-                        env=hub_env(hub, hf_home))
+                        env=hub_env(hub))
     assert result.returncode == 2
     message = error_line(result)
     assert "403" in message and "another --hub_model_id" in message
     assert "README.md" not in hub.files("someone-else/taken")
 
 
-def test_no_network_is_a_clear_error(hub, hf_home, pushed):
+def test_no_network_is_a_clear_error(hub, pushed, no_network_env):
     output_dir, _ = pushed
     result = run_script("push_to_hub.py", output_dir, "--hub_model_id", REPO_ID,
-                        env=hub_env(hub, hf_home, HF_ENDPOINT=f"http://127.0.0.1:{free_port()}"))
+                        env={**hub_env(hub), **no_network_env})
     assert result.returncode == 2
     message = error_line(result)
     assert "could not reach the Hub" in message and "push_to_hub.py" in message
 
 
-def test_push_under_another_name_updates_the_card(hub, hf_home, pushed):
+def test_push_under_another_name_updates_the_card(hub, pushed):
     output_dir, _ = pushed
-    result = run_script("push_to_hub.py", output_dir, "--hub_model_id", "org/renamed", env=hub_env(hub, hf_home))
+    result = run_script("push_to_hub.py", output_dir, "--hub_model_id", "org/renamed", env=hub_env(hub))
     assert result.returncode == 0, result.stderr[-3000:]
     text, metadata = card_of(hub.files("org/renamed"))
     assert 'model="org/renamed"' in text and metadata["model-index"][0]["name"] == "org/renamed"
     assert REPO_ID not in text
 
 
-def test_hub_token_flag_never_published(hub, hf_home, tmp_path):
+def test_hub_token_flag_never_published(hub, tmp_path):
     """--hub_token on the command line must not end up in the card, the logs or a pickled training_args.bin."""
     output_dir = tmp_path / "out"
-    env = hub_env(hub, hf_home)
+    env = hub_env(hub)
     env.pop("HF_TOKEN")
     result = run_script("run_glue_sst2.py", *TRAIN_ARGS, "--output_dir", output_dir, "--push_to_hub",
                         "--hub_model_id", "org/token-flag", "--hub_token", hub.token, env={**env, "HF_TOKEN": ""})
@@ -322,26 +305,26 @@ def assert_card_pushed_and_user_readme_kept(hub, output_dir, repo_id):
     return text
 
 
-def test_user_readme_survives_a_failed_training_push_and_its_retry(hub, hf_home, tmp_path):
+def test_user_readme_survives_a_failed_training_push_and_its_retry(hub, tmp_path):
     output_dir = tmp_path / "out"
     output_dir.mkdir()
     (output_dir / "README.md").write_text(USER_README)
     repo_id = "org/user-readme-train"
     hub.fail_next(1, status=500, path_contains="/api/whoami-v2")
     result = run_script("run_glue_sst2.py", *TRAIN_ARGS, "--output_dir", output_dir, "--overwrite_output_dir",
-                        "--push_to_hub", "--hub_model_id", repo_id, env=hub_env(hub, hf_home))
+                        "--push_to_hub", "--hub_model_id", repo_id, env=hub_env(hub))
     assert result.returncode != 0
     message = error_line(result)
     assert (output_dir / "README.md").read_text() == USER_README
     assert "was not written by this project" in result.stderr and "MODEL_CARD.md" in result.stderr
 
-    retry = run_script("push_to_hub.py", *retry_from(message), env=hub_env(hub, hf_home))
+    retry = run_script("push_to_hub.py", *retry_from(message), env=hub_env(hub))
     assert retry.returncode == 0, retry.stderr[-3000:]
     text = assert_card_pushed_and_user_readme_kept(hub, output_dir, repo_id)
     assert "## Reproduce" in text  # the card the training run wrote, not one rebuilt from the folder
 
 
-def test_pushes_during_training_skip_predictions_and_the_users_readme(hub, hf_home, tmp_path):
+def test_pushes_during_training_skip_predictions_and_the_users_readme(hub, tmp_path):
     """--hub_strategy every_save uploads the output folder at every save: never the evaluation's predictions (they
     quote the data) nor a README.md of the user's, in any commit of the history."""
     output_dir = tmp_path / "out"
@@ -351,7 +334,7 @@ def test_pushes_during_training_skip_predictions_and_the_users_readme(hub, hf_ho
     result = run_script("run_squad.py", "recipes/squad/quickstart.yaml", "--output_dir", output_dir,
                         "--num_train_epochs", 2, "--eval_strategy", "epoch", "--save_strategy", "epoch",
                         "--do_predict", "false", "--push_to_hub", "--hub_model_id", repo_id,
-                        "--hub_strategy", "every_save", "--hub_always_push", "true", env=hub_env(hub, hf_home))
+                        "--hub_strategy", "every_save", "--hub_always_push", "true", env=hub_env(hub))
     assert result.returncode == 0, result.stderr[-3000:]
     assert (output_dir / "eval_predictions.json").exists()  # written by the evaluations during training
     commits = hub.repos[repo_id].commits
@@ -364,7 +347,7 @@ def test_pushes_during_training_skip_predictions_and_the_users_readme(hub, hf_ho
     assert "model card written by the finetune recipes" in text and f'model="{repo_id}", trust_remote_code=True' in text
 
 
-def test_a_run_without_push_writes_the_full_card_that_push_to_hub_pushes_later(hub, hf_home, tmp_path):
+def test_a_run_without_push_writes_the_full_card_that_push_to_hub_pushes_later(hub, tmp_path):
     """As the transformers examples do without --push_to_hub: the card is written at the end of training, so a later
     push_to_hub.py publishes the hyper-parameters, the results and the command, not a card rebuilt from the folder."""
     output_dir = tmp_path / "out"
@@ -374,14 +357,14 @@ def test_a_run_without_push_writes_the_full_card_that_push_to_hub_pushes_later(h
     for part in ("model card written by the finetune recipes", "- learning_rate: 0.001", "## Training results",
                  "## Reproduce"):
         assert part in card
-    pushed = run_script("push_to_hub.py", output_dir, "--hub_model_id", "org/pushed-later", env=hub_env(hub, hf_home))
+    pushed = run_script("push_to_hub.py", output_dir, "--hub_model_id", "org/pushed-later", env=hub_env(hub))
     assert pushed.returncode == 0, pushed.stderr[-3000:]
     text, metadata = card_of(hub.files("org/pushed-later"))
     assert "- learning_rate: 0.001" in text and "## Reproduce" in text and 'model="org/pushed-later"' in text
     assert metadata["model-index"][0]["name"] == "org/pushed-later" and "\n# pushed-later\n" in text
 
 
-def test_push_to_hub_adds_the_base_models_license_a_card_written_offline_lacks(hub, hf_home):
+def test_push_to_hub_adds_the_base_models_license_a_card_written_offline_lacks(hub):
     from hub_server import _new_commit
 
     repo = hub.create_repo("org/licensed-base")
@@ -389,8 +372,8 @@ def test_push_to_hub_adds_the_base_models_license_a_card_written_offline_lacks(h
                                     repo.head.oid))
     card = "---\nbase_model: org/licensed-base\nlanguage: en\n---\n\n# model\n"
     code = f"import json; from push_to_hub import with_base_model_license; print(json.dumps(with_base_model_license({card!r})))"
-    assert run_python(code, hub_env(hub, hf_home)) == card.replace("---\n", "---\nlicense: mit\n", 1)
-    assert run_python(code.replace("licensed-base", "unknown-base"), hub_env(hub, hf_home)) == \
+    assert python_output(code, hub_env(hub)) == card.replace("---\n", "---\nlicense: mit\n", 1)
+    assert python_output(code.replace("licensed-base", "unknown-base"), hub_env(hub)) == \
         card.replace("licensed-base", "unknown-base")
 
 
@@ -407,16 +390,16 @@ def test_renaming_a_card_touches_only_the_repo_id(tmp_path):
         tmp_path, "org/squad-out", run_squad.CARDS[False], argv=argv) + "\nTrained without outside help.\n"
 
 
-def test_user_readme_survives_push_to_hub(hub, hf_home, pushed, tmp_path):
+def test_user_readme_survives_push_to_hub(hub, pushed, tmp_path, no_network_env):
     output_dir = tmp_path / "copy"
     shutil.copytree(pushed[0], output_dir)
     (output_dir / "README.md").write_text(USER_README)  # replaces the card of the earlier push
     repo_id = "org/user-readme-push"
     failed = run_script("push_to_hub.py", output_dir, "--hub_model_id", repo_id,
-                        env=hub_env(hub, hf_home, HF_ENDPOINT=f"http://127.0.0.1:{free_port()}"))
+                        env={**hub_env(hub), **no_network_env})
     assert failed.returncode == 2
     assert (output_dir / "README.md").read_text() == USER_README
-    result = run_script("push_to_hub.py", output_dir, "--hub_model_id", repo_id, env=hub_env(hub, hf_home))
+    result = run_script("push_to_hub.py", output_dir, "--hub_model_id", repo_id, env=hub_env(hub))
     assert result.returncode == 0, result.stderr[-3000:]
     assert_card_pushed_and_user_readme_kept(hub, output_dir, repo_id)
 

@@ -5,14 +5,12 @@ import importlib.util
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_main_in_process
+from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_main_in_process, run_python, start_python
 from safetensors.torch import load_file
 
 import finetune.arguments
@@ -57,7 +55,8 @@ def run_in_process(argv, capsys, module=run_glue_sst2):
 
 
 def script_command(*args):
-    return [sys.executable, str(REPO_DIR / "run_glue_sst2.py"), *map(str, args)]
+    """`python run_glue_sst2.py ARGS`, without the interpreter (conftest.run_python / start_python run it)."""
+    return [REPO_DIR / "run_glue_sst2.py", *args]
 
 
 def eval_results(output_dir):
@@ -91,18 +90,16 @@ def test_kill_9_while_saving_then_the_same_command_resumes_to_the_same_result(un
     output_dir = tmp_path / "run"
     command = script_command(*RESUME_RUN, "--output_dir", output_dir)
     log = tmp_path / "killed.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, "-c", HANG_WHILE_SAVING, *command[1:]], cwd=REPO_DIR,
-                                   env={**os.environ, "HANG_AT_STEP": "24"}, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.time() + 120
-            while "HANGING WHILE SAVING" not in log.read_text():
-                assert process.poll() is None and time.time() < deadline, log.read_text()[-3000:]
-                time.sleep(0.1)
-            assert finetune.outputs.is_complete_checkpoint(output_dir / "checkpoint-16")
-        finally:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+    process = start_python("-c", HANG_WHILE_SAVING, *command, env={"HANG_AT_STEP": "24"}, stdout=log)
+    try:
+        deadline = time.time() + 120
+        while "HANGING WHILE SAVING" not in log.read_text():
+            assert process.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        assert finetune.outputs.is_complete_checkpoint(output_dir / "checkpoint-16")
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
     assert process.returncode == -signal.SIGKILL
     # what the crash left: a complete checkpoint-16 and a half-written checkpoint-24, no final model
     assert (output_dir / "checkpoint-24" / "model.safetensors").exists()
@@ -110,7 +107,7 @@ def test_kill_9_while_saving_then_the_same_command_resumes_to_the_same_result(un
     assert not finetune.outputs.is_complete_checkpoint(output_dir / "checkpoint-24")
     assert not (output_dir / "model.safetensors").exists()
 
-    rerun = subprocess.run(command, cwd=REPO_DIR, capture_output=True, text=True, timeout=300)
+    rerun = run_python(*command)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "Skipping" in rerun.stderr and "checkpoint-24" in rerun.stderr
     assert f"Resuming from {output_dir / 'checkpoint-16'}" in rerun.stderr
@@ -367,12 +364,9 @@ TOKEN = "hf_reliabilityTestToken0123456789abcdef"
 
 def test_hub_token_never_reaches_logs_or_files(tmp_path):
     output_dir = tmp_path / "out"
-    result = subprocess.run(
-        script_command(*SHORT_RUN, "--validation_file", SAMPLE_DIR / "sst2_dev.tsv", "--do_eval", "--output_dir",
-                       output_dir, "--hub_token", TOKEN, "--save_strategy", "steps", "--save_steps", 1,
-                       "--logging_steps", 1, "--log_level", "debug"),
-        cwd=REPO_DIR, capture_output=True, text=True, timeout=300,
-    )
+    result = run_python(*script_command(*SHORT_RUN, "--validation_file", SAMPLE_DIR / "sst2_dev.tsv", "--do_eval",
+                                        "--output_dir", output_dir, "--hub_token", TOKEN, "--save_strategy", "steps",
+                                        "--save_steps", 1, "--logging_steps", 1, "--log_level", "debug"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Training arguments:" in result.stderr and "hub_token=<HUB_TOKEN>" in result.stderr
     assert TOKEN not in result.stdout + result.stderr
@@ -491,17 +485,12 @@ def test_push_to_hub_offline_is_one_line_before_anything(tmp_path, capsys, scrip
     assert not (tmp_path / "out").exists()
 
 
-def test_push_to_hub_without_network_stops_before_training(tmp_path):
+def test_push_to_hub_without_network_stops_before_training(tmp_path, no_network_env):
     """The Trainer creates the Hub repository when it is built, before training: an unreachable Hub is one line
     there (after the data is tokenized), not a traceback."""
-    import socket
-
-    with socket.socket() as unused:  # a port nothing listens on
-        unused.bind(("127.0.0.1", 0))
-        endpoint = f"http://127.0.0.1:{unused.getsockname()[1]}"
-    result = subprocess.run(script_command(*SHORT_RUN, "--output_dir", tmp_path / "out", "--push_to_hub",
-                                           "--hub_model_id", "me/x"), capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": endpoint, "HF_TOKEN": "hf_" + "x" * 30})
+    endpoint = no_network_env["HF_ENDPOINT"]
+    result = run_python(*script_command(*SHORT_RUN, "--output_dir", tmp_path / "out", "--push_to_hub",
+                                        "--hub_model_id", "me/x"), env={**no_network_env, "HF_TOKEN": "hf_" + "x" * 30})
     assert result.returncode == 2, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last == (f"error: --push_to_hub: could not create the Hub repository me/x (could not reach the Hub at "
