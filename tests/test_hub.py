@@ -23,6 +23,7 @@ TRAIN_ARGS = [
     "--do_train", "--do_eval", "--max_seq_length", "64", "--per_device_train_batch_size", "32",
     "--learning_rate", "1e-3", "--num_train_epochs", "2", "--logging_steps", "10", "--eval_strategy", "epoch",
     "--save_strategy", "no", "--seed", "42", "--report_to", "none",
+    "--max_train_samples", "160",  # 10 steps: a logged loss, an evaluation per epoch, a model to push and compare
 ]
 SENTENCES = ["a charming and funny movie", "this movie feels tedious and clumsy", "the cast is great"]
 
