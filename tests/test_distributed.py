@@ -6,11 +6,9 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL
+from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_python
 
 import finetune.cli
 import finetune.outputs
@@ -67,12 +65,11 @@ def torchrun(tmp_path, script, *args, nproc=2):
     wrapper = tmp_path / "audited.py"
     wrapper.write_text(AUDITED)
     output_dir = args[list(args).index("--output_dir") + 1]
-    env = {**os.environ, "WATCH_DIR": str(output_dir), "WRITE_LOG": str(tmp_path / "writes"), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc), str(wrapper),
-         str(REPO_DIR / script), *map(str, args)],
-        cwd=REPO_DIR, env=env, capture_output=True, text=True, timeout=600,
-    )
+    env = {"WATCH_DIR": str(output_dir), "WRITE_LOG": str(tmp_path / "writes"), "OMP_NUM_THREADS": "1"}
+    # The launcher is forked from a script server (it would spend seconds importing torch); the workers it starts
+    # are new interpreters.
+    result = run_python("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", nproc, wrapper,
+                        REPO_DIR / script, *args, env=env, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     return {rank: (tmp_path / f"writes.{rank}").read_text().splitlines() for rank in range(nproc)}
 
