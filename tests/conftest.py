@@ -127,12 +127,14 @@ def run_main_in_process(module, argv, capsys):
     """A script's main() as the command line runs it (through finetune.cli.run_main), without the cost of a new Python
     process: returns (exit code, stderr)."""
     import finetune.cli
+    import finetune.runs
 
     try:
         finetune.cli.run_main(lambda: module.main([str(a) for a in argv]))
         code = 0
     except SystemExit as stop:
         code = stop.code
+    finetune.runs.release_all()  # what the end of the script's process does: unlock its output folder
     return code, capsys.readouterr().err
 
 

@@ -162,6 +162,7 @@ def test_two_processes_resume_after_a_crash_to_the_same_weights(sst2_two_process
     output_dir = tmp_path / "resumed"
     output_dir.mkdir()
     shutil.copytree(reference / "checkpoint-6", output_dir / "checkpoint-6")
+    shutil.copy2(reference / ".run.json", output_dir)  # the same command: the folder's record says it is this run's
     torchrun(tmp_path, "run_glue_sst2.py", *SST2_TRAIN, "--output_dir", output_dir)
     assert (output_dir / "model.safetensors").read_bytes() == (reference / "model.safetensors").read_bytes()
     assert json.loads((output_dir / "eval_results.json").read_text())["eval_loss"] == \
