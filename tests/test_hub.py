@@ -335,7 +335,9 @@ def test_pushes_during_training_skip_predictions_and_the_users_readme(hub, tmp_p
     result = run_script("run_squad.py", "recipes/squad/quickstart.yaml", "--output_dir", output_dir,
                         "--num_train_epochs", 2, "--eval_strategy", "epoch", "--save_strategy", "epoch",
                         "--do_predict", "false", "--push_to_hub", "--hub_model_id", repo_id,
-                        "--hub_strategy", "every_save", "--hub_always_push", "true", env=hub_env(hub))
+                        "--hub_strategy", "every_save", "--hub_always_push", "true",
+                        "--overwrite_output_dir",  # the folder holds the user's README.md: a new run must say so
+                        env=hub_env(hub))
     assert result.returncode == 0, result.stderr[-3000:]
     assert (output_dir / "eval_predictions.json").exists()  # written by the evaluations during training
     commits = hub.repos[repo_id].commits
