@@ -54,7 +54,8 @@ def run_script(script, *args, env=None, cwd=REPO_DIR, timeout=300, new_interpret
 
 
 def run_python(*argv, env=None, cwd=REPO_DIR, timeout=300):
-    """`python ARGV` (a script and its arguments, or -c CODE ...) in a forked process; returns the CompletedProcess."""
+    """`python ARGV` (a script and its arguments, -c CODE ... or -m MODULE ...) in a forked process; returns the
+    CompletedProcess."""
     return script_server(env).run(argv, {**os.environ, **(env or {})}, cwd, timeout)
 
 
