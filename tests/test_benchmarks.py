@@ -120,3 +120,19 @@ def test_trainer_step_bench_runs_its_variants_on_cpu(tmp_path):
     assert all(r["ms_per_step"] > 0 and r["samples_per_s"] > 0 for r in rows)
     assert rows[2]["profile_wall_ms_per_step"] > 0 and "profile_wall_ms_per_step" not in rows[0]
     assert "| grouped |" in result.stdout
+
+
+def test_qa_pipeline_bench_times_both_ways_on_the_same_answers(tmp_path):
+    """benchmarks/bench_qa_pipeline.py on the tiny model (random weights): ours in batches of 4 windows (several
+    batches, reordered by length) answers as the one-question loop does, and both ways get a speed."""
+    out = tmp_path / "qa.json"
+    result = run_script("benchmarks/bench_qa_pipeline.py", "--squad_file", SAMPLE_DIR / "squad_dev.json",
+                        "--questions", 20, "--base_model", TINY, "--model_dir", tmp_path / "model", "--batch_size", 4,
+                        "--repeats", 1, "--chunk", 10, "--warmup", 2, "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record == json.loads(out.read_text())
+    assert record["questions"] == 20 and record["loop_questions_per_s"] > 0
+    [ours] = record["ours"]
+    assert ours["batch_size"] == 4 and ours["questions_per_s"] > 0 and ours["different_answers"] == 0
+    assert "| ours, batch 4 | 20 |" in result.stdout and "| one question at a time | 20 |" in result.stdout
