@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 # Read when a script runs, not when it is imported: a server started without them serves runs that set them.
-# (WATCH_DIR and WRITE_LOG: test_distributed.py's workers, new interpreters that torchrun starts.)
+# (WATCH_DIR and WRITE_LOG: read by the workers that test_distributed.py launches.)
 CALL_TIME_VARIABLES = ("HF_TOKEN", "HANG_AT_STEP", "WATCH_DIR", "WRITE_LOG")
 
 

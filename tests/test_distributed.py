@@ -66,10 +66,10 @@ def torchrun(tmp_path, script, *args, nproc=2):
     wrapper.write_text(AUDITED)
     output_dir = args[list(args).index("--output_dir") + 1]
     env = {"WATCH_DIR": str(output_dir), "WRITE_LOG": str(tmp_path / "writes"), "OMP_NUM_THREADS": "1"}
-    # The launcher is forked from a script server (it would spend seconds importing torch); the workers it starts
-    # are new interpreters.
-    result = run_python("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", nproc, wrapper,
-                        REPO_DIR / script, *args, env=env, timeout=600)
+    # The launcher is forked from a script server, which has imported torch, and forks its workers in turn
+    # (--run_path --start_method fork): new interpreters would spend seconds each importing torch again.
+    result = run_python("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", nproc, "--run_path",
+                        "--start_method", "fork", wrapper, REPO_DIR / script, *args, env=env, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     return {rank: (tmp_path / f"writes.{rank}").read_text().splitlines() for rank in range(nproc)}
 
