@@ -69,18 +69,45 @@ def truncate_questions(questions, tokenizer, max_query_length):
     return questions
 
 
-def tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length):
+def tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length,
+                     first_window_only=False, mask_question_attention=False):
     """Every (question, context) pair as overlapping windows of at most max_seq_length tokens, doc_stride context
     tokens shared between neighbours. Returns (columns, sample_of_window, context_start, context_offsets): the
     tokenizer's columns (input_ids, token_type_ids, attention_mask) per window, the example each window comes from,
-    the position of the window's first context token and the character offsets of its context tokens."""
+    the position of the window's first context token and the character offsets of its context tokens.
+
+    Two ablations reproduce what naive notebooks do, to measure what it costs: first_window_only keeps only each
+    context's first window (truncation: an answer past it cannot be found), and mask_question_attention sets the
+    attention mask to 0 over the question's tokens, so that no token can attend to the question."""
     check_qa_tokenizer(tokenizer, max_seq_length, doc_stride, max_query_length)
     windows = windows_from_shared_contexts(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
                                            pad_to_max_length)
     if windows is None:
         windows = windows_from_pairs(examples, tokenizer, max_seq_length, doc_stride, max_query_length,
                                      pad_to_max_length)
+    if first_window_only:
+        windows = first_windows(windows)
+    if mask_question_attention:
+        mask_question(windows, set(tokenizer.all_special_ids))
     return windows
+
+
+def first_windows(windows):
+    """tokenize_windows' windows cut to the first window of each example (an example's windows are consecutive)."""
+    columns, sample_of_window, context_start, context_offsets = windows
+    keep = [i for i, example in enumerate(sample_of_window) if i == 0 or sample_of_window[i - 1] != example]
+    return ({name: [values[i] for i in keep] for name, values in columns.items()}, [sample_of_window[i] for i in keep],
+            [context_start[i] for i in keep], [context_offsets[i] for i in keep])
+
+
+def mask_question(windows, special_ids):
+    """Attention mask 0 over each window's question tokens (neither special tokens, padding nor context), in place."""
+    columns, _, context_start, context_offsets = windows
+    for input_ids, mask, first, offsets in zip(columns["input_ids"], columns["attention_mask"], context_start,
+                                               context_offsets):
+        for position in (*range(first), *range(first + len(offsets), len(input_ids))):  # outside the context
+            if mask[position] and input_ids[position] not in special_ids:
+                mask[position] = 0
 
 
 def windows_from_pairs(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length):
@@ -230,10 +257,12 @@ def window_starts(context_tokens, room, doc_stride):
 
 
 def prepare_train_features(examples, tokenizer, max_seq_length=384, doc_stride=128, max_query_length=64,
-                           pad_to_max_length=True):
+                           pad_to_max_length=True, first_window_only=False, mask_question_attention=False):
     """Batched `datasets.map` function: windows with start_positions/end_positions; a window that does not hold
-    the whole (first) answer, or a question without answer, is labeled with the CLS position."""
-    windows = tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length)
+    the whole (first) answer, or a question without answer, is labeled with the CLS position. The last two
+    options: see tokenize_windows."""
+    windows = tokenize_windows(examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length,
+                               first_window_only, mask_question_attention)
     return label_answers(examples, windows, tokenizer.cls_token_id)
 
 
@@ -259,11 +288,12 @@ def label_answers(examples, windows, cls_token_id):
 
 
 def prepare_eval_features(examples, tokenizer, max_seq_length=384, doc_stride=128, max_query_length=64,
-                          pad_to_max_length=True):
+                          pad_to_max_length=True, first_window_only=False, mask_question_attention=False):
     """Batched `datasets.map` function: windows with example_id and offset_mapping (None outside the context),
-    which post-processing needs and the model must not see."""
+    which post-processing needs and the model must not see. The last two options: see tokenize_windows."""
     columns, sample_of_window, context_start, context_offsets = tokenize_windows(
-        examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length)
+        examples, tokenizer, max_seq_length, doc_stride, max_query_length, pad_to_max_length, first_window_only,
+        mask_question_attention)
     columns["example_id"] = [examples["id"][example] for example in sample_of_window]
     columns["offset_mapping"] = [
         [None] * first + offsets + [None] * (len(input_ids) - first - len(offsets))
@@ -348,7 +378,7 @@ def candidate_spans(start_logits, end_logits, offsets, n_best_size, max_answer_l
 
 def postprocess_qa_predictions(examples, features, predictions, version_2_with_negative=False, n_best_size=20,
                                max_answer_length=30, null_score_diff_threshold=0.0, return_null_odds=False,
-                               return_nbest=False):
+                               return_nbest=False, return_spans=False, independent_argmax=False):
     """Answer text for every example from the start/end logits of its features (the transformers example's
     function of the same name and meaning, vectorized over features and candidate pairs).
 
@@ -360,8 +390,16 @@ def postprocess_qa_predictions(examples, features, predictions, version_2_with_n
     With version_2_with_negative the answer is "" when the null score (the lowest CLS start + end logit over the
     example's features) beats the best answer's score by more than null_score_diff_threshold.
 
-    Returns {id: answer}, followed, when asked, by {id: null score - best answer score} (return_null_odds) and
-    {id: the n_best_size best answers} (return_nbest: text, start and end characters, logits, probability).
+    independent_argmax: the answer is chosen as naive notebooks choose it instead (an ablation): in each feature
+    the start and the end are the argmax of their logits over all tokens, independently; the feature with the
+    highest start + end logit gives the answer, the context's text from start to end, or "" where the start or the
+    end is not a context token or the end comes before the start. No length limit, no null threshold; the n-best
+    lists and null odds still describe the candidates above.
+
+    Returns {id: answer}, followed, when asked, by {id: null score - best answer score} (return_null_odds),
+    {id: the n_best_size best answers} (return_nbest: text, start and end characters, logits, probability) and
+    {id: (feature, start, end)} (return_spans: the index in `features` of the window the answer came from, and the
+    answer's characters in the context; (feature, None, None) where the answer is not a span of the context).
     """
     start_logits, end_logits = (np.asarray(p) for p in predictions)
     feature_example_ids = column(features, "example_id")  # len(features) of a dict of lists counts its keys
@@ -390,6 +428,8 @@ def postprocess_qa_predictions(examples, features, predictions, version_2_with_n
     last_char = end_char[f, best_end[f]].tolist()
     answers = {qid: context[first:last] if ok else "empty"  # "empty": the example's placeholder answer
                for qid, context, first, last, ok in zip(example_ids, contexts, first_char, last_char, found.tolist())}
+    spans = {qid: (window, first, last) if ok else (window, None, None) for qid, window, first, last, ok
+             in zip(example_ids, f.tolist(), first_char, last_char, found.tolist())}
     best_logits = np.where(found[:, None], np.stack([start_logits[f, starts[f, best_start[f]]],
                                                      end_logits[f, ends[f, best_end[f]]]], axis=1), 0)
 
@@ -405,12 +445,39 @@ def postprocess_qa_predictions(examples, features, predictions, version_2_with_n
             if diff > null_score_diff_threshold:
                 answers[qid] = ""
 
+    if independent_argmax:
+        answers, spans = argmax_answers(example_ids, contexts, example_of_feature, start_logits, end_logits,
+                                        ContextOffsets(features))
+    elif version_2_with_negative:
+        spans.update({qid: (int(null_feature[e]), None, None)
+                      for e, qid in enumerate(example_ids) if answers[qid] == ""})
+
     extras = [null_odds] if return_null_odds else []
     if return_nbest:
         extras.append(dict(zip(example_ids, nbest_lists(contexts, example_of_feature, start_logits, end_logits, scores,
                                                         starts, start_char, ends, end_char, n_best_size,
                                                         null_feature))))
+    if return_spans:
+        extras.append(spans)
     return (answers, *extras) if extras else answers
+
+
+def argmax_answers(example_ids, contexts, example_of_feature, start_logits, end_logits, offsets):
+    """({id: answer}, {id: (feature, start, end)}) by independent argmax (see postprocess_qa_predictions)."""
+    rows = np.arange(len(start_logits))
+    starts, ends = start_logits.argmax(axis=1), end_logits.argmax(axis=1)
+    scores = start_logits[rows, starts] + end_logits[rows, ends]
+    by_example = np.lexsort((-scores, example_of_feature))
+    best = by_example[np.searchsorted(example_of_feature[by_example], np.arange(len(example_ids)))]
+    start_ok, start_char = offsets.lookup(starts[:, None], offsets.start_char)
+    end_ok, end_char = offsets.lookup(ends[:, None], offsets.end_char)
+    ok = start_ok[best, 0] & end_ok[best, 0] & (ends[best] >= starts[best])
+    answers, spans = {}, {}
+    for qid, context, window, valid, first, last in zip(example_ids, contexts, best.tolist(), ok.tolist(),
+                                                        start_char[best, 0].tolist(), end_char[best, 0].tolist()):
+        answers[qid] = context[first:last] if valid else ""
+        spans[qid] = (window, first, last) if valid else (window, None, None)
+    return answers, spans
 
 
 def nbest_lists(contexts, example_of_feature, start_logits, end_logits, scores, starts, start_char, ends, end_char,

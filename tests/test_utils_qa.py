@@ -246,6 +246,53 @@ def test_null_score_diff_threshold_decides_between_null_and_span(tokenizer):
     assert run(null_score_diff_threshold=-1.5)[0] == {"q": "Tess"}
 
 
+# ---- The notebook's choices (ablations)
+
+
+def test_first_window_only_keeps_each_questions_first_window(tokenizer):
+    examples, _, every = windows(FIXTURES, tokenizer)
+    _, train, first = windows(FIXTURES, tokenizer, first_window_only=True)
+    assert first["example_id"] == examples["id"]  # one window per question, in order
+    firsts = [every["example_id"].index(qid) for qid in examples["id"]]
+    assert first["input_ids"] == [every[i]["input_ids"] for i in firsts]
+    # the answer past the first window is labeled "not here" (CLS), as truncation makes it
+    assert train[0]["start_positions"] == train[0]["end_positions"] == 0
+    assert train[len(FIXTURES) - 1]["start_positions"] > 0
+
+
+@pytest.mark.parametrize("pad_to_max_length", [True, False])
+def test_mask_question_attention_hides_exactly_the_questions_tokens(tokenizer, pad_to_max_length):
+    _, _, plain = windows(FIXTURES, tokenizer, pad_to_max_length=pad_to_max_length)
+    _, masked_train, masked = windows(FIXTURES, tokenizer, pad_to_max_length=pad_to_max_length,
+                                      mask_question_attention=True)
+    assert masked["input_ids"] == plain["input_ids"]
+    for window, before, after in zip(plain, plain["attention_mask"], masked["attention_mask"]):
+        question = [i for i, (ids, types) in enumerate(zip(window["input_ids"], window["token_type_ids"]))
+                    if types == 0 and ids not in tokenizer.all_special_ids]
+        assert question and all(after[i] == 0 for i in question)
+        assert all(after[i] == before[i] for i in range(len(before)) if i not in question)
+    assert masked_train["attention_mask"] == masked["attention_mask"]
+
+
+def test_independent_argmax_answers_as_a_notebook_does(tokenizer):
+    record = example("q", "Marlow lies on the river Tess.", "Which river?", "Tess")
+    examples, train, evaluation = windows([record], tokenizer)
+    start, end = peaked_logits(train, evaluation)
+    gold_start, gold_end = train[0]["start_positions"], train[0]["end_positions"]
+    run = partial(postprocess_qa_predictions, examples, evaluation, independent_argmax=True, return_spans=True)
+    answers, spans = run((start, end))
+    assert answers == {"q": "Tess"} and spans["q"] == (0, 25, 29)
+    # the end's argmax before the start's: the notebook's empty answer (the n-best choice finds a valid pair)
+    start[0, gold_start] = end[0, gold_end] = 0.0
+    start[0, gold_start - 1], end[0, gold_start - 2] = 12.0, 11.0
+    end[0, gold_end] = 10.5
+    assert run((start, end))[0] == {"q": ""}
+    assert postprocess_qa_predictions(examples, evaluation, (start, end)) == {"q": "river Tess"}
+    # an argmax on a question token answers nothing
+    start[0, 2] = 50.0
+    assert run((start, end)) == ({"q": ""}, {"q": (0, None, None)})
+
+
 @pytest.mark.parametrize("pad_to_max_length", [True, False])
 def test_vectorized_answers_equal_the_straightforward_loop(tokenizer, pad_to_max_length):
     records = load_squad_file(SAMPLE_DIR / "squad_dev.json") + FIXTURES
