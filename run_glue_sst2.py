@@ -7,8 +7,9 @@
 
 Data: a Hub dataset (nyu-mll/glue + sst2, or any dataset with a sentence/text and label column) or local files
 (.tsv in GLUE's layout, .csv, .json, .jsonl, each optionally .gz; a .txt of one sentence per line for prediction).
-Writes: the model, eval_results.json (eval_accuracy, eval_f1), eval_failures.tsv (misclassified sentences, most
-confident first) and predict_results.tsv.
+Writes: the model, eval_results.json (eval_accuracy, eval_f1), eval_failures.tsv and eval_failures.html
+(misclassified sentences, most confident first; the page sorts and filters them in a browser), eval_predictions.tsv
+(every validation sentence with its prediction; compare_runs.py compares two runs by it) and predict_results.tsv.
 """
 
 import logging
@@ -27,6 +28,7 @@ from finetune.data import (REPO_DIR, cycle_collection_paused, first_rows, load_h
                            read_records, split_suffix, tsv_cell)
 from finetune.modeling import check_max_seq_length, check_training_setup, load_model, load_tokenizer_and_config
 from finetune.outputs import atomic_write_text, save_metrics
+from finetune.report import failure_page
 from finetune.runs import claim_output_dir
 from finetune.trainer import OrderedEvalTrainer, batch_collator, finish_run, train_and_save
 
@@ -146,17 +148,46 @@ def build_dataset(rows, source, data_args, split):
     return datasets.Dataset.from_dict({"sentence": sentences, "label": labels})
 
 
-def failure_report(sentences, labels, probabilities):
-    """Misclassified sentences, the most confident mistakes first, as TSV text."""
-    predicted = probabilities.argmax(-1)
+def ranked_mistakes(labels, probabilities):
+    """Indices of the misclassified sentences, the most confident mistakes first."""
     confidence = probabilities.max(-1)
-    wrong = np.flatnonzero(predicted != labels)
-    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")]
+    wrong = np.flatnonzero(probabilities.argmax(-1) != labels)
+    return wrong[np.argsort(-confidence[wrong], kind="stable")]
+
+
+def prediction_lines(sentences, labels, probabilities, indices):
+    """TSV text of the given sentences: index, gold, predicted, probability (of the predicted label), sentence."""
+    predicted, confidence = probabilities.argmax(-1), probabilities.max(-1)
     lines = ["index\tgold\tpredicted\tprobability\tsentence"] + [
         f"{i}\t{LABEL_NAMES[labels[i]]}\t{LABEL_NAMES[predicted[i]]}\t{confidence[i]:.4f}\t{tsv_cell(sentences[i])}"
-        for i in wrong
+        for i in indices
     ]
-    return "\n".join(lines) + "\n", len(wrong)
+    return "\n".join(lines) + "\n"
+
+
+def failure_report(sentences, labels, probabilities):
+    """Misclassified sentences, the most confident mistakes first, as TSV text."""
+    wrong = ranked_mistakes(labels, probabilities)
+    return prediction_lines(sentences, labels, probabilities, wrong), len(wrong)
+
+
+def predictions_report(sentences, labels, probabilities):
+    """Every sentence in validation order, as TSV text (eval_predictions.tsv, read by compare_runs.py)."""
+    return prediction_lines(sentences, labels, probabilities, range(len(sentences)))
+
+
+def failure_page_report(sentences, labels, probabilities):
+    """The misclassified sentences as an HTML page (eval_failures.html), the most confident mistakes first."""
+    predicted, confidence = probabilities.argmax(-1), probabilities.max(-1)
+    wrong = ranked_mistakes(labels, probabilities)
+    rows = [{"index": int(i), "gold": LABEL_NAMES[labels[i]], "predicted": LABEL_NAMES[predicted[i]],
+             "confidence": round(float(confidence[i]), 4), "sentence": sentences[i]} for i in wrong]
+    intro = (f"{len(wrong)} of {len(sentences)} validation sentences are misclassified (accuracy "
+             f"{1 - len(wrong) / max(len(sentences), 1):.4f}); the most confident mistakes come first. "
+             "Confidence is the probability the model gave its (wrong) prediction.")
+    columns = [("index", "index"), ("gold", "gold"), ("predicted", "predicted"), ("confidence", "confidence"),
+               ("sentence", "sentence")]
+    return failure_page("SST-2: misclassified validation sentences", intro, columns, rows)
 
 
 def softmax(logits):
@@ -211,15 +242,22 @@ def tokenize(splits, tokenizer, data_args, training_args):
 
 
 def evaluate_and_report(trainer, features, dataset):
-    """One prediction pass gives the metrics (eval_results.json) and the failure report (eval_failures.tsv)."""
+    """One prediction pass gives the metrics (eval_results.json), the failure report (eval_failures.tsv and .html)
+    and every sentence's prediction (eval_predictions.tsv)."""
     output = trainer.predict(features, metric_key_prefix="eval")
     metrics = {**output.metrics, "eval_samples": len(features)}
     trainer.log(metrics)
     trainer.log_metrics("eval", metrics)
     if trainer.is_world_process_zero():
-        report, mistakes = failure_report(dataset["sentence"], np.array(dataset["label"]), softmax(output.predictions))
-        atomic_write_text(f"{trainer.args.output_dir}/eval_failures.tsv", report)
-        logger.info("%d misclassified validation sentences written to eval_failures.tsv", mistakes)
+        sentences, labels = dataset["sentence"], np.array(dataset["label"])
+        probabilities = softmax(output.predictions)
+        report, mistakes = failure_report(sentences, labels, probabilities)
+        output_dir = trainer.args.output_dir
+        atomic_write_text(f"{output_dir}/eval_failures.tsv", report)
+        atomic_write_text(f"{output_dir}/eval_failures.html", failure_page_report(sentences, labels, probabilities))
+        atomic_write_text(f"{output_dir}/eval_predictions.tsv", predictions_report(sentences, labels, probabilities))
+        logger.info("%d misclassified validation sentences written to eval_failures.tsv and eval_failures.html "
+                    "(open it in a browser); every prediction to eval_predictions.tsv", mistakes)
         save_metrics(trainer.args.output_dir, "eval", metrics)
     return metrics
 

@@ -10,11 +10,11 @@ Data: a Hub dataset (rajpurkar/squad, rajpurkar/squad_v2) or local files: the of
 answer_start}); a --test_file needs no answers. Long contexts are split into windows of --max_seq_length tokens
 overlapping by --doc_stride; answers are read back from the best start/end pair over all windows.
 Writes: the model, eval_results.json (eval_exact_match, eval_f1; v2: eval_exact, eval_f1, eval_HasAns_*,
-eval_NoAns_*, eval_best_f1, ...), eval_predictions.json (+ n-best, + null odds for v2), eval_failures.tsv (the
-questions with F1 = 0: gold versus predicted) and predict_predictions.json.
+eval_NoAns_*, eval_best_f1, ...), eval_predictions.json (+ n-best, + null odds for v2), eval_failures.tsv and
+eval_failures.html (the questions below F1 1, worst first: gold versus predicted, positions, windows) and
+predict_predictions.json.
 """
 
-import importlib.util
 import logging
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,9 +28,10 @@ from finetune.arguments import ModelArguments, TrainingArguments
 from finetune.card import TaskCard
 from finetune.cli import InputError, PhaseClock, parse_args, run_main, set_up_logging
 from finetune.data import (REPO_DIR, cycle_collection_paused, first_rows, load_hub_split, load_squad_file,
-                           map_in_processes, squad_records, tsv_cell)
+                           map_in_processes, squad_records)
 from finetune.modeling import check_max_seq_length, check_training_setup, load_model, load_tokenizer_and_config
 from finetune.outputs import atomic_write_json, atomic_write_text, save_metrics
+from finetune.qa_report import failure_html, failure_rows, failure_tsv, squad_scoring
 from finetune.runs import claim_output_dir
 from finetune.trainer import OrderedEvalTrainer, batch_collator, finish_run, train_and_save
 from utils_qa import (
@@ -91,6 +92,15 @@ class DataArguments:
     )
     n_best_size: int = field(default=20, metadata={"help": "Top start and end positions paired per window."})
     max_answer_length: int = field(default=30, metadata={"help": "Longest answer, in tokens."})
+    first_window_only: bool = field(
+        default=False, metadata={"help": "Ablation: keep only the first window of each context (truncation), in "
+                                         "training and evaluation; an answer past it cannot be found."})
+    mask_question_attention: bool = field(
+        default=False, metadata={"help": "Ablation: attention mask 0 over the question's tokens, in training and "
+                                         "evaluation, so the context cannot attend to the question."})
+    independent_argmax: bool = field(
+        default=False, metadata={"help": "Ablation: answer from the argmax start and the argmax end, chosen "
+                                         "independently over all tokens (not the best valid pair of --n_best_size)."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training questions."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation questions."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Use only the first N test questions."})
@@ -116,28 +126,6 @@ def load_split(data_args, split):
     return squad_records(rows, source, with_answers, data_args.version_2_with_negative)
 
 
-def load_metric_functions(name):
-    """The pure scoring functions of one of our metric modules (the failure report scores single questions)."""
-    spec = importlib.util.spec_from_file_location(f"{name}_metric", REPO_DIR / "metrics" / name / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def failure_report(examples, answers, version_2):
-    """TSV of the questions with F1 = 0, gold versus predicted, for error analysis."""
-    scores = load_metric_functions("squad_v2" if version_2 else "squad")
-    lines = ["id\tgold\tpredicted\tquestion"]
-    for example in examples:
-        golds = example["answers"]["text"] or [""]
-        predicted = answers[example["id"]]
-        f1 = max(scores.f1_score(predicted, gold) for gold in golds)
-        if f1 == 0:
-            cells = [example["id"], " | ".join(golds) or "(no answer)", predicted or "(no answer)", example["question"]]
-            lines.append("\t".join(map(tsv_cell, cells)))
-    return "\n".join(lines) + "\n", len(lines) - 1
-
-
 def best_null_score_diff_threshold(null_odds, best_probability_threshold):
     """squad_v2's best threshold is a no-answer probability p (answer "" above it); the odds of the question at p
     make --null_score_diff_threshold pick the same answers (odds above it: ""). Exact, where converting p back to
@@ -157,6 +145,7 @@ class QuestionAnsweringTrainer(OrderedEvalTrainer):
         super().__init__(*args, **kwargs)
         self.qa_splits, self.data_args = qa_splits, data_args
         self.null_odds = {}  # v2: metric prefix -> {id: null score - best answer score} of the last evaluation
+        self.spans = {}  # metric prefix -> {id: (window, start, end)} of the last evaluation's answers
         version_2 = data_args.version_2_with_negative
         self.metric = evaluate.load(str(REPO_DIR / "metrics" / ("squad_v2" if version_2 else "squad")))
 
@@ -166,12 +155,13 @@ class QuestionAnsweringTrainer(OrderedEvalTrainer):
                                          ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
         examples, features = self.qa_splits[metric_key_prefix]
         args = self.data_args
-        answers, null_odds, nbest = postprocess_qa_predictions(
+        answers, null_odds, nbest, spans = postprocess_qa_predictions(
             examples, features, output.predictions, version_2_with_negative=args.version_2_with_negative,
             n_best_size=args.n_best_size, max_answer_length=args.max_answer_length,
             null_score_diff_threshold=args.null_score_diff_threshold, return_null_odds=True, return_nbest=True,
+            return_spans=True, independent_argmax=args.independent_argmax,
         )
-        self.null_odds[metric_key_prefix] = null_odds
+        self.null_odds[metric_key_prefix], self.spans[metric_key_prefix] = null_odds, spans
         if self.is_world_process_zero():
             written = {"predictions": answers, "nbest_predictions": nbest, "null_odds": null_odds}
             for name, values in written.items():
@@ -243,7 +233,8 @@ def windows(examples, tokenizer, data_args, training_args):
     offsets."""
     window_args = {"tokenizer": tokenizer, "max_seq_length": data_args.max_seq_length,
                    "doc_stride": data_args.doc_stride, "max_query_length": data_args.max_query_length,
-                   "pad_to_max_length": data_args.pad_to_max_length}
+                   "pad_to_max_length": data_args.pad_to_max_length, "first_window_only": data_args.first_window_only,
+                   "mask_question_attention": data_args.mask_question_attention}
     features = {}
     with training_args.main_process_first(desc="tokenization"):
         for split, dataset in examples.items():
@@ -268,9 +259,13 @@ def evaluate_and_report(trainer, examples, data_args):
             print(f"SQuAD v2: --null_score_diff_threshold {threshold!r} gives this evaluation's best F1 "
                   f"({metrics['eval_best_f1']:.2f}; now {metrics['eval_f1']:.2f} at "
                   f"{data_args.null_score_diff_threshold!r}); {store_null_threshold(trainer, threshold)}")
-        report, failures = failure_report(examples, output.predictions, data_args.version_2_with_negative)
-        atomic_write_text(f"{trainer.args.output_dir}/eval_failures.tsv", report)
-        logger.info("%d questions with F1 = 0 written to eval_failures.tsv", failures)
+        scores = squad_scoring(data_args.version_2_with_negative)
+        features = trainer.qa_splits["eval"][1]  # with the offsets the model does not see
+        rows = failure_rows(examples, features, output.predictions, trainer.spans["eval"], trainer.processing_class,
+                            scores.f1_score)
+        atomic_write_text(f"{trainer.args.output_dir}/eval_failures.tsv", failure_tsv(rows))
+        atomic_write_text(f"{trainer.args.output_dir}/eval_failures.html", failure_html(rows, metrics, len(examples)))
+        logger.info("%d questions below F1 1 written to eval_failures.tsv and eval_failures.html", len(rows))
         save_metrics(trainer.args.output_dir, "eval", metrics)
     return metrics
 

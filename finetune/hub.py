@@ -18,10 +18,12 @@ logger = logging.getLogger(__name__)
 # overwritten and not pushed); it is pushed as the repo's README.md.
 CARD_FALLBACK = "MODEL_CARD.md"
 # What is not pushed: checkpoints (the Trainer pushes those itself with --hub_strategy checkpoint), TensorBoard
-# runs, temp files, and per-example reports that quote the user's own data.
+# runs, temp files, and per-example reports that quote the user's own data (compare_runs.py's too, should its
+# output be put in the folder).
 IGNORE_PATTERNS = [
     "checkpoint-*", "checkpoint-*/**", "runs/**", "**/runs/**", ".*", "**/.*", "*.tmp",
-    "eval_failures.tsv", "predict_results.tsv", "*predictions*.json", "*nbest*.json", "*null_odds*.json",
+    "eval_failures.tsv", "eval_failures.html", "eval_predictions.tsv", "predict_results.tsv", "*predictions*.json",
+    "*nbest*.json", "*null_odds*.json", "disagreements.*",
 ]
 
 

@@ -1,6 +1,8 @@
 """Every test runs offline: the Hub is unreachable here, and without these variables a failing Hub lookup retries
 for up to a minute. HF_HOME is a throwaway folder so no test reads or writes the user's cache."""
 
+import html.parser
+import json
 import os
 import socket
 import subprocess
@@ -142,3 +144,29 @@ def run_main_in_process(module, argv, capsys):
 @pytest.fixture
 def repo_dir():
     return REPO_DIR
+
+
+def report_data(page):
+    """The data a finetune.report page embeds (its <script type="application/json">), as Python objects."""
+    parser = ReportDataParser()
+    parser.feed(page)
+    assert len(parser.found) == 1, "a report page embeds its data exactly once"
+    return json.loads(parser.found[0])
+
+
+class ReportDataParser(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.found, self.inside = [], False
+
+    def handle_starttag(self, tag, attrs):
+        self.inside = tag == "script" and ("type", "application/json") in attrs
+        if self.inside:
+            self.found.append("")
+
+    def handle_endtag(self, tag):
+        self.inside = False
+
+    def handle_data(self, data):
+        if self.inside:
+            self.found[-1] += data

@@ -5,7 +5,7 @@ import re
 
 import evaluate
 import pytest
-from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_main_in_process, run_script
+from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, report_data, run_main_in_process, run_script
 
 import finetune.arguments
 import finetune.cli
@@ -167,6 +167,22 @@ def test_failure_report_lists_mistakes_most_confident_first(quickstart_run):
         gold = dev[int(failure["index"])]
         assert failure["sentence"] == gold["sentence"]
         assert failure["gold"] == run_glue_sst2.LABEL_NAMES[int(gold["label"])] != failure["predicted"]
+
+
+def test_failure_page_and_every_prediction_agree_with_the_failure_report(quickstart_run):
+    """eval_failures.html lists the rows of eval_failures.tsv in its order; eval_predictions.tsv holds every
+    validation sentence, and its mistakes are those rows."""
+    failures = read_tsv(quickstart_run / "eval_failures.tsv")
+    page = report_data((quickstart_run / "eval_failures.html").read_text(encoding="utf-8"))
+    listed = [(str(r["index"]), r["gold"], r["predicted"], f"{r['confidence']:.4f}", r["sentence"])
+              for r in page["rows"]]
+    assert listed == [(f["index"], f["gold"], f["predicted"], f["probability"], f["sentence"]) for f in failures]
+    predictions = read_tsv(quickstart_run / "eval_predictions.tsv")
+    dev = finetune.data.read_records(SAMPLE_DIR / "sst2_dev.tsv")
+    assert [(p["index"], p["sentence"], p["gold"]) for p in predictions] == [
+        (str(i), row["sentence"], run_glue_sst2.LABEL_NAMES[int(row["label"])]) for i, row in enumerate(dev)]
+    assert sorted((p for p in predictions if p["predicted"] != p["gold"]), key=lambda p: p["index"]) == \
+        sorted(failures, key=lambda f: f["index"])
 
 
 def test_prediction_file_has_a_named_label_for_every_test_sentence(quickstart_run):

@@ -4,9 +4,10 @@ import json
 import re
 
 import pytest
-from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_main_in_process, run_script
+from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, report_data, run_main_in_process, run_script
 
 import run_squad
+from finetune.qa_report import squad_scoring
 
 QUICKSTART = str(REPO_DIR / "recipes/squad/quickstart.yaml")
 FAST = ["--num_train_epochs", "2", "--max_train_samples", "96", "--logging_steps", "5"]
@@ -50,12 +51,60 @@ def test_train_eval_predict_writes_results_predictions_and_failures(quickstart_r
     test_ids = {r["id"] for r in json.loads((SAMPLE_DIR / "squad_test.json").read_text())}
     assert set(json.loads((quickstart_run / "predict_predictions.json").read_text())) == test_ids
     assert (quickstart_run / "model.safetensors").exists() and (quickstart_run / "train_results.json").exists()
-    with open(quickstart_run / "eval_failures.tsv", encoding="utf-8") as f:
-        failures = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    # every listed question really scores F1 = 0, and the count matches the reported F1 bound
-    assert all(row["id"] in dev_ids and row["gold"] != row["predicted"] for row in failures)
-    assert len(failures) <= len(dev_ids) * (1 - results["eval_f1"] / 100) + 1e-9
     assert not list(quickstart_run.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def read_failures(output_dir):
+    with open(output_dir / "eval_failures.tsv", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def test_failure_report_lists_every_question_below_f1_1_worst_first_with_its_windows(quickstart_run):
+    results = json.loads((quickstart_run / "eval_results.json").read_text())
+    records = {r["id"]: r for r in run_squad.load_squad_file(SAMPLE_DIR / "squad_dev.json")}
+    predictions = json.loads((quickstart_run / "eval_predictions.json").read_text())
+    failures = read_failures(quickstart_run)
+    scores = squad_scoring()
+    f1 = {qid: max(scores.f1_score(predictions[qid], gold) for gold in r["answers"]["text"])
+          for qid, r in records.items()}
+    assert [row["id"] for row in failures] == sorted((q for q in records if f1[q] < 1), key=lambda q: f1[q])
+    assert 0 < len(failures) < len(records)  # a quickstart model gets some right, some wrong
+    # the F1 the report lists is the metric's: its mean over all questions is eval_f1
+    assert sum(float(row["f1"]) for row in failures) + len(records) - len(failures) == pytest.approx(
+        results["eval_f1"] / 100 * len(records), abs=0.001 * len(records))
+    windows = []
+    for row in failures:
+        record = records[row["id"]]
+        assert row["kind"] == ("miss" if float(row["f1"]) == 0 else "partial")
+        assert row["context"] == record["context"] and row["question"] == record["question"]
+        assert int(row["gold_start_char"]) == record["answers"]["answer_start"][0]
+        window, of, first, last = map(int, re.fullmatch(r"(\d+) of (\d+) \(tokens (\d+)-(\d+)\)",
+                                                        row["predicted_window"]).groups())
+        assert 1 <= window <= of and 0 <= first <= last < int(row["context_tokens"])
+        windows.append(of)
+        assert row["gold_in_windows"] != "none"  # with a stride, some window holds every (short) gold answer
+        gold_first, gold_last = map(int, row["gold_tokens"].split("-"))
+        holds = first <= gold_first and gold_last <= last
+        assert holds == (str(window) in row["gold_in_windows"].split(","))  # the prediction's window
+    assert max(windows) >= 2  # windows of 64 tokens: most contexts need several
+    page = (quickstart_run / "eval_failures.html").read_text(encoding="utf-8")
+    assert [row["id"] for row in report_data(page)["rows"]] == [row["id"] for row in failures]
+
+
+def test_the_notebooks_choices_evaluate_one_window_a_question_with_argmax_spans(quickstart_run, tmp_path, capsys):
+    """--first_window_only --mask_question_attention --independent_argmax, evaluating the quickstart's model: the
+    failure report shows what truncation did (gold answers no window holds) and every prediction from window 1."""
+    code, err = run_in_process(["--model_name_or_path", quickstart_run, "--validation_file",
+                                SAMPLE_DIR / "squad_dev.json", "--do_eval", "--max_seq_length", 64, "--doc_stride", 16,
+                                "--max_query_length", 16, "--first_window_only", "--mask_question_attention",
+                                "--independent_argmax", "--output_dir", tmp_path, "--report_to", "none"], capsys)
+    assert code == 0, err
+    failures = read_failures(tmp_path)
+    assert all(row["predicted_window"].startswith("1 of 1 ") for row in failures)
+    unreachable = [row for row in failures if row["gold_in_windows"] == "none"]
+    assert unreachable and all(row["kind"] == "miss" for row in unreachable)
+    results = json.loads((tmp_path / "eval_results.json").read_text())
+    assert results["eval_f1"] < json.loads((quickstart_run / "eval_results.json").read_text())["eval_f1"]
 
 
 def test_v2_eval_from_the_trained_folder_reports_squad_v2_keys(quickstart_run, tmp_path, capsys):
