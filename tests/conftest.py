@@ -129,6 +129,12 @@ def pytest_sessionfinish(session):
 def run_main_in_process(module, argv, capsys):
     """A script's main() as the command line runs it (through finetune.cli.run_main), without the cost of a new Python
     process: returns (exit code, stderr)."""
+    code, _, err = run_main_with_output(module, argv, capsys)
+    return code, err
+
+
+def run_main_with_output(module, argv, capsys):
+    """run_main_in_process, returning (exit code, stdout, stderr)."""
     import finetune.cli
     import finetune.runs
 
@@ -138,7 +144,8 @@ def run_main_in_process(module, argv, capsys):
     except SystemExit as stop:
         code = stop.code
     finetune.runs.release_all()  # what the end of the script's process does: unlock its output folder
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 @pytest.fixture

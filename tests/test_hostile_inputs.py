@@ -7,9 +7,8 @@ import json
 
 import pytest
 import torch
-from conftest import SAMPLE_DIR, TINY_MODEL
+from conftest import SAMPLE_DIR, TINY_MODEL, run_main_with_output
 
-import finetune.cli
 import push_to_hub
 import run_glue_sst2
 import run_squad
@@ -33,17 +32,6 @@ def env_token(monkeypatch):
 @pytest.fixture(params=sorted(SCRIPTS))
 def script(request):
     return SCRIPTS[request.param]
-
-
-def run(module, argv, capsys):
-    """module.main(argv) as its command line runs it (through run_main): (exit code, stdout, stderr)."""
-    try:
-        finetune.cli.run_main(lambda: module.main([str(a) for a in argv]))
-        code = 0
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_one_error_line(code, out, err, *messages):
@@ -70,7 +58,7 @@ def assert_one_error_line(code, out, err, *messages):
 ])
 def test_a_token_where_argparse_expects_something_else_is_not_echoed(tmp_path, capsys, script, flags, message):
     module, args = script
-    code, out, err = run(module, [*args, "--output_dir", tmp_path / "out", *flags], capsys)
+    code, out, err = run_main_with_output(module, [*args, "--output_dir", tmp_path / "out", *flags], capsys)
     assert_one_error_line(code, out, err, message)
     assert not (tmp_path / "out").exists()
 
@@ -79,7 +67,7 @@ def test_a_recipes_token_is_not_echoed_by_another_flags_error(tmp_path, capsys, 
     module, args = script
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"hub_token: {PLAIN_SECRET}\n")
-    code, out, err = run(module, [recipe, *args, "--output_dir", tmp_path / "out", "--data_seed", PLAIN_SECRET],
+    code, out, err = run_main_with_output(module, [recipe, *args, "--output_dir", tmp_path / "out", "--data_seed", PLAIN_SECRET],
                          capsys)
     assert_one_error_line(code, out, err, "argument --data_seed/--data-seed: invalid int value: '<redacted>'")
     assert not (tmp_path / "out").exists()
@@ -105,14 +93,14 @@ def finished_folder(tmp_path):
 def test_push_to_hub_errors_are_one_line_without_the_token(finished_folder, capsys, flags, message):
     """argparse's own error prints the usage text, then the value."""
     before = sorted(p.name for p in finished_folder.iterdir())
-    code, out, err = run(push_to_hub, [flag.format(folder=finished_folder) for flag in flags], capsys)
+    code, out, err = run_main_with_output(push_to_hub, [flag.format(folder=finished_folder) for flag in flags], capsys)
     assert_one_error_line(code, out, err, message)
     assert sorted(p.name for p in finished_folder.iterdir()) == before
 
 
 def test_push_to_hub_with_a_config_that_is_not_json(finished_folder, capsys):
     (finished_folder / "config.json").write_text("{not json")
-    code, out, err = run(push_to_hub, [finished_folder, "--hub_model_id", "me/x"], capsys)
+    code, out, err = run_main_with_output(push_to_hub, [finished_folder, "--hub_model_id", "me/x"], capsys)
     assert_one_error_line(code, out, err, f"{finished_folder / 'config.json'} cannot be read as a model config",
                           "name the task with --task")
     assert sorted(p.name for p in finished_folder.iterdir()) == ["config.json", "model.safetensors"]
@@ -123,7 +111,7 @@ def test_a_bug_keeps_its_traceback_but_not_the_token(tmp_path, capsys, monkeypat
         raise ValueError(f"something unforeseen with {TOKEN} and {ENV_SECRET}")
 
     monkeypatch.setattr(run_glue_sst2, "get_datasets", broken)
-    code, out, err = run(run_glue_sst2, [*SST2_RUN, "--output_dir", tmp_path / "out"], capsys)
+    code, out, err = run_main_with_output(run_glue_sst2, [*SST2_RUN, "--output_dir", tmp_path / "out"], capsys)
     assert code == 1 and "Traceback" in err and "ValueError: something unforeseen with <redacted> and <redacted>" in err
     assert not any(secret in out + err for secret in SECRETS)
 
@@ -150,14 +138,14 @@ def test_a_bug_keeps_its_traceback_but_not_the_token(tmp_path, capsys, monkeypat
 ])
 def test_out_of_range_and_non_finite_numbers(tmp_path, capsys, script, flags, message):
     module, args = script
-    code, out, err = run(module, [*args, "--output_dir", tmp_path / "out", *flags], capsys)
+    code, out, err = run_main_with_output(module, [*args, "--output_dir", tmp_path / "out", *flags], capsys)
     assert_one_error_line(code, out, err, message)
     assert not (tmp_path / "out").exists()
 
 
 def test_a_nan_no_answer_threshold(tmp_path, capsys):
     """NaN compares false with every score: the run would never answer "no answer"."""
-    code, out, err = run(run_squad, [*SQUAD_RUN, "--output_dir", tmp_path / "out", "--version_2_with_negative",
+    code, out, err = run_main_with_output(run_squad, [*SQUAD_RUN, "--output_dir", tmp_path / "out", "--version_2_with_negative",
                                      "--null_score_diff_threshold", "nan"], capsys)
     assert_one_error_line(code, out, err, "argument --null_score_diff_threshold/--null-score-diff-threshold: nan is "
                                           "not a finite number")
@@ -168,7 +156,7 @@ def test_an_empty_output_dir(tmp_path, capsys, script, monkeypatch):
     """"" would be the current folder."""
     module, args = script
     monkeypatch.chdir(tmp_path)
-    code, out, err = run(module, [*args, "--output_dir", ""], capsys)
+    code, out, err = run_main_with_output(module, [*args, "--output_dir", ""], capsys)
     assert_one_error_line(code, out, err, "--output_dir is empty; give the folder to write the model and results into")
     assert not any(tmp_path.iterdir())
 
@@ -194,7 +182,7 @@ def test_an_empty_output_dir(tmp_path, capsys, script, monkeypatch):
 def test_absurd_labels_and_repeated_columns(tmp_path, capsys, name, content, message):
     data = tmp_path / name
     data.write_text(content)
-    code, out, err = run(run_glue_sst2, [*SST2_RUN, "--train_file", data, "--output_dir", tmp_path / "out"], capsys)
+    code, out, err = run_main_with_output(run_glue_sst2, [*SST2_RUN, "--train_file", data, "--output_dir", tmp_path / "out"], capsys)
     assert_one_error_line(code, out, err, message)
     assert not (tmp_path / "out").exists()
 
@@ -209,7 +197,7 @@ def test_a_results_file_the_run_cannot_merge_into_stops_it_before_training(tmp_p
     output_dir = tmp_path / "out"
     output_dir.mkdir()
     (output_dir / "all_results.json").write_text(content)
-    code, out, err = run(module, [*args, "--output_dir", output_dir, "--overwrite_output_dir"], capsys)
+    code, out, err = run_main_with_output(module, [*args, "--output_dir", output_dir, "--overwrite_output_dir"], capsys)
     assert_one_error_line(code, out, err, f"{output_dir / 'all_results.json'} {problem}; this run merges its results "
                                           "into it: fix or move that file, or choose another --output_dir")
     assert [p.name for p in output_dir.iterdir()] == ["all_results.json"]
@@ -235,7 +223,7 @@ def test_a_full_disk_names_the_checkpoint_that_is_kept(tmp_path, capsys, monkeyp
             raise RuntimeError("saving failed") from error
 
     monkeypatch.setattr(run_glue_sst2, "get_datasets", fill_the_disk)
-    code, out, err = run(run_glue_sst2, [*SST2_RUN, "--output_dir", output_dir], capsys)
+    code, out, err = run_main_with_output(run_glue_sst2, [*SST2_RUN, "--output_dir", output_dir], capsys)
     assert_one_error_line(code, out, err, f"error: the disk is full while writing {written}; the last complete "
                                           f"checkpoint in {output_dir} is kept (checkpoint-3); free space and rerun "
                                           "the same command")
@@ -253,7 +241,7 @@ def test_a_disk_that_fills_up_while_a_checkpoint_is_saved(tmp_path, capsys, monk
 
     monkeypatch.setattr(torch, "save", save)
     output_dir = tmp_path / "out"
-    code, out, err = run(run_glue_sst2, [*SST2_RUN, "--output_dir", output_dir, "--save_strategy", "steps",
+    code, out, err = run_main_with_output(run_glue_sst2, [*SST2_RUN, "--output_dir", output_dir, "--save_strategy", "steps",
                                          "--save_steps", 1], capsys)
     last = err.strip().splitlines()[-1]
     assert code == 2 and "Traceback" not in err, err

@@ -36,7 +36,7 @@ class _Capture:
     """run_main_in_process reads the captured output once; a module fixture has no capsys."""
 
     def readouterr(self):
-        return type("Captured", (), {"err": ""})()
+        return type("Captured", (), {"out": "", "err": ""})()
 
 
 def dev_records():

@@ -9,10 +9,9 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import REPO_DIR, SAMPLE_DIR, report_data, run_python
+from conftest import REPO_DIR, SAMPLE_DIR, report_data, run_main_with_output, run_python
 
 import compare_runs
-import finetune.cli
 import finetune.data
 import run_glue_sst2
 from finetune.hub import IGNORE_PATTERNS
@@ -40,13 +39,7 @@ class TagCollector(html.parser.HTMLParser):
 
 def run_compare(*argv, capsys):
     """compare_runs.py in this process, as its command line runs it: (exit code, stdout, stderr)."""
-    try:
-        finetune.cli.run_main(lambda: compare_runs.main([str(a) for a in argv]))
-        code = 0
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_main_with_output(compare_runs, argv, capsys)
 
 
 def read_tsv(path):
