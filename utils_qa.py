@@ -410,8 +410,9 @@ def postprocess_qa_predictions(examples, features, predictions, version_2_with_n
     example_of_feature = np.array([index_of_id[qid] for qid in feature_example_ids], dtype=np.int64)
     if len(np.unique(example_of_feature)) != len(example_ids):
         raise ValueError("every example needs at least one feature; pass the examples the features were made from")
+    offsets = ContextOffsets(features)
     scores, (starts, start_char), (ends, end_char) = candidate_spans(
-        start_logits, end_logits, ContextOffsets(features), n_best_size, max_answer_length)
+        start_logits, end_logits, offsets, n_best_size, max_answer_length)
     n_features, k = starts.shape
     rows = np.arange(n_features)
 
@@ -446,8 +447,7 @@ def postprocess_qa_predictions(examples, features, predictions, version_2_with_n
                 answers[qid] = ""
 
     if independent_argmax:
-        answers, spans = argmax_answers(example_ids, contexts, example_of_feature, start_logits, end_logits,
-                                        ContextOffsets(features))
+        answers, spans = argmax_answers(example_ids, contexts, example_of_feature, start_logits, end_logits, offsets)
     elif version_2_with_negative:
         spans.update({qid: (int(null_feature[e]), None, None)
                       for e, qid in enumerate(example_ids) if answers[qid] == ""})
