@@ -17,29 +17,30 @@ from pathlib import Path
 
 import yaml
 
-import run_glue_sst2
-import run_squad
 from finetune.card import CARD_MARKERS, base_model_license, build_model_card
 from finetune.cli import (InputError, known_tokens, raise_input_errors, redact_secrets, run_main, scrub_tokens,
                           secret_values, this_run)
 from finetune.hub import card_path, check_no_token_in_files, upload_output_dir, write_card
+from finetune.tasks import TASKS, card_of_folder
 
-TASK_CARDS = {card.name: card for card in (run_glue_sst2.CARD, *run_squad.CARDS.values())}
+TASK_CARDS = {name: card for task in TASKS for name, card in task.named_cards().items()}
 
 
-def infer_task(output_dir):
-    """sst2 / squad / squad_v2 from the saved config and results."""
+def folder_card(output_dir):
+    """The task's card part, from the saved config (its labels, its task) and results."""
     try:
         config = json.loads((output_dir / "config.json").read_text(encoding="utf-8"))
-        architectures = " ".join(config.get("architectures") or [])
-    except (OSError, ValueError, AttributeError, TypeError):  # not JSON, or not a config's layout
+    except (OSError, ValueError):
+        config = None
+    if not isinstance(config, dict):
         raise InputError(f"{output_dir / 'config.json'} cannot be read as a model config; give the --output_dir of "
-                         "a completed run, or name the task with --task") from None
-    if "QuestionAnswering" in architectures:
-        results = output_dir / "all_results.json"
-        text = results.read_text(encoding="utf-8", errors="replace") if results.is_file() else ""
-        return "squad_v2" if "HasAns" in text or "NoAns" in text else "squad"
-    return "sst2"
+                         "a completed run, or name the task with --task")
+    card = card_of_folder(output_dir)
+    if card is None:
+        raise InputError(f"{output_dir / 'config.json'}: not a model config of a task these recipes train (text "
+                         "classification, question answering); give the --output_dir of a completed run, or name "
+                         "the task with --task")
+    return card
 
 
 def renamed_card(card, old_id, new_id):
@@ -76,7 +77,7 @@ def card_for(output_dir, repo_id, task):
         if old_id and old_id.group(1) != repo_id:
             card = renamed_card(card, old_id.group(1), repo_id)
         return with_base_model_license(card)
-    return build_model_card(output_dir, repo_id, TASK_CARDS[task or infer_task(output_dir)])
+    return build_model_card(output_dir, repo_id, TASK_CARDS[task] if task else folder_card(output_dir))
 
 
 def main(argv=None):

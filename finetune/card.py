@@ -33,6 +33,7 @@ class TaskCard:
     metrics: tuple
     tags: tuple
     usage: str
+    details: str = ""  # a sentence on what the model reads and predicts (its labels)
 
     def usage_snippet(self, repo_id):
         return self.usage.replace("{repo_id}", repo_id)
@@ -284,7 +285,8 @@ def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_
         f"---\n{card_data.to_yaml()}\n---",
         f"{CARD_MARKER}; repo_id: {repo_id} -->",
         f"# {repo_id.split('/')[-1]}",
-        f"This model is {origin}, for {task.task_name.lower()} on {data_text}.",
+        f"This model is {origin}, for {task.task_name.lower()} on {data_text}." + (f" {task.details}" if task.details
+                                                                                     else ""),
         f"It achieves the following results on the evaluation set:\n\n{results}",
         f"## How to use\n\n```python\n{task.usage_snippet(repo_id)}\n```",
         "## Training hyperparameters\n\n" + "\n".join(

@@ -12,19 +12,17 @@ from pathlib import Path
 from finetune.card import CARD_MARKERS, build_model_card
 from finetune.cli import InputError, known_tokens, scrub_tokens
 from finetune.outputs import atomic_write_text
+from finetune.tasks import per_example_files
 
 logger = logging.getLogger(__name__)
 # Where our card is kept when the output folder holds a README.md we did not write (the user's own, never
 # overwritten and not pushed); it is pushed as the repo's README.md.
 CARD_FALLBACK = "MODEL_CARD.md"
 # What is not pushed: checkpoints (the Trainer pushes those itself with --hub_strategy checkpoint), TensorBoard
-# runs, temp files, and per-example reports that quote the user's own data (compare_runs.py's too, should its
-# output be put in the folder).
-IGNORE_PATTERNS = [
-    "checkpoint-*", "checkpoint-*/**", "runs/**", "**/runs/**", ".*", "**/.*", "*.tmp",
-    "eval_failures.tsv", "eval_failures.html", "eval_predictions.tsv", "predict_results.tsv", "*predictions*.json",
-    "*nbest*.json", "*null_odds*.json", "disagreements.*",
-]
+# runs, temp files, and the per-example files of every task, which quote the user's own data (compare_runs.py's
+# too, should its output be put in the folder).
+IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "**/runs/**", ".*", "**/.*", "*.tmp",
+                   *per_example_files(), "disagreements.*"]
 
 
 class PushError(InputError):

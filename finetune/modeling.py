@@ -32,6 +32,8 @@ def load_tokenizer_and_config(model_args, **config_overrides):
             raise
         raise InputError(f"{config_source} ships its own Python code, which is not run by default; read it, and pass "
                          "--trust_remote_code only if you trust that repository") from None
+    for name, value in config_overrides.items():  # transformers 5 drops the ones that are not config fields
+        setattr(config, name, value)
     return config, tokenizer
 
 

@@ -1,6 +1,7 @@
 """The output folder: result files written atomically, and the checkpoint policy (resume from the newest complete
 checkpoint, refuse to mix runs, never delete what the user had)."""
 
+import fnmatch
 import json
 import logging
 import os
@@ -58,9 +59,16 @@ def save_metrics(output_dir, split, metrics):
 
 CHECKPOINT_NAME = re.compile(r"checkpoint-\d+")
 RUN_RECORD, RUN_LOCK = ".run.json", ".run.lock"  # what defines the run that trains here, and who runs now (runs.py)
-# What a training run writes into --output_dir before its first checkpoint (evaluations during training, TensorBoard)
-WRITTEN_BEFORE_FIRST_CHECKPOINT = {"eval_predictions.json", "eval_nbest_predictions.json", "eval_null_odds.json",
-                                   "runs", RUN_RECORD, RUN_LOCK}
+
+
+def written_before_first_checkpoint(name):
+    """What a training run may write into --output_dir before its first checkpoint: its record and lock, TensorBoard
+    runs, and the per-example files of its evaluations during training (each task names its own)."""
+    from finetune.tasks import per_example_files  # (the tasks import the shared modules, this one among them)
+
+    return name in ("runs", RUN_RECORD, RUN_LOCK) or any(fnmatch.fnmatchcase(name, p) for p in per_example_files())
+
+
 MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
                "adapter_model.safetensors", "pytorch_model_fsdp_0")  # the last one: FSDP's sharded state dict folder
 
@@ -139,7 +147,7 @@ def checkpoint_to_resume(training_args, own_run=False, earlier_checkpoints=None)
         return str(complete[-1])
     if training_args.overwrite_output_dir or own_run:
         return None
-    if all(p in checkpoints or p.name in WRITTEN_BEFORE_FIRST_CHECKPOINT for p in output_dir.iterdir()):
+    if all(p in checkpoints or written_before_first_checkpoint(p.name) for p in output_dir.iterdir()):
         # only what this run writes before its first complete checkpoint (half-written checkpoints, evaluation
         # predictions): it was killed before that checkpoint; it starts again and overwrites them as it goes
         return None

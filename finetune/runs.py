@@ -33,8 +33,9 @@ except ImportError:  # Windows: the process id check alone
     fcntl = None
 
 from finetune.cli import InputError
-from finetune.outputs import (FILE_MODE, RUN_LOCK, RUN_RECORD, WRITTEN_BEFORE_FIRST_CHECKPOINT, atomic_write_json,
-                              checkpoint_stamp, checkpoint_to_resume, is_complete_checkpoint, run_checkpoints)
+from finetune.outputs import (FILE_MODE, RUN_LOCK, RUN_RECORD, atomic_write_json,
+                              checkpoint_stamp, checkpoint_to_resume, is_complete_checkpoint, run_checkpoints,
+                              written_before_first_checkpoint)
 
 logger = logging.getLogger(__name__)
 FINGERPRINT_BYTES = 64 * 1024
@@ -290,7 +291,7 @@ def claim_output_dir(training_args, model_args, data_args):
 def holds_results(output_dir):
     """Anything besides what a run writes before its first complete checkpoint."""
     half_written = {p for p in run_checkpoints(output_dir) if not is_complete_checkpoint(p)}
-    return any(p.name not in WRITTEN_BEFORE_FIRST_CHECKPOINT and p not in half_written for p in output_dir.iterdir())
+    return any(not written_before_first_checkpoint(p.name) and p not in half_written for p in output_dir.iterdir())
 
 
 def resume_or_record(training_args, definition, output_dir, main_process):

@@ -11,6 +11,10 @@ import finetune.arguments
 import finetune.cli
 import finetune.data
 import run_glue_sst2
+from finetune.tasks.classification_data import build_dataset
+from finetune.tasks.text_classification import GLUE_TASKS, glue_task
+
+LABEL_NAMES = GLUE_TASKS["sst2"].labels
 
 QUICKSTART = str(REPO_DIR / "recipes/sst2/quickstart.yaml")
 
@@ -120,10 +124,11 @@ def test_label_names_and_numbers_map_to_the_sst2_ids():
     args = run_glue_sst2.DataArguments()
     named = [{"text": "good", "label": "Positive", "_row": "line 2"}, {"text": "bad", "label": "negative", "_row": "line 3"}]
     numbered = [{"sentence": "good", "label": 1, "_row": "record 0"}, {"sentence": "bad", "label": "0", "_row": "record 1"}]
-    assert run_glue_sst2.build_dataset(named, "f", args, "train")["label"] == [1, 0]
-    assert run_glue_sst2.build_dataset(numbered, "f", args, "train")["label"] == [1, 0]
+    sst2 = glue_task("sst2")
+    assert build_dataset(named, "f", args, "train", sst2)[0]["label"] == [1, 0]
+    assert build_dataset(numbered, "f", args, "train", sst2)[0]["label"] == [1, 0]
     glue_test = [{"sentence": "x", "label": -1, "_row": "row 0"}]
-    assert run_glue_sst2.build_dataset(glue_test, "f", args, "test")["label"] == [-1]
+    assert build_dataset(glue_test, "f", args, "test", sst2)[0]["sentence"] == ["x"]  # a test split keeps no labels
 
 
 # ---- Metrics and outputs of a real run
@@ -166,7 +171,7 @@ def test_failure_report_lists_mistakes_most_confident_first(quickstart_run):
     for failure in failures:
         gold = dev[int(failure["index"])]
         assert failure["sentence"] == gold["sentence"]
-        assert failure["gold"] == run_glue_sst2.LABEL_NAMES[int(gold["label"])] != failure["predicted"]
+        assert failure["gold"] == LABEL_NAMES[int(gold["label"])] != failure["predicted"]
 
 
 def test_failure_page_and_every_prediction_agree_with_the_failure_report(quickstart_run):
@@ -180,7 +185,7 @@ def test_failure_page_and_every_prediction_agree_with_the_failure_report(quickst
     predictions = read_tsv(quickstart_run / "eval_predictions.tsv")
     dev = finetune.data.read_records(SAMPLE_DIR / "sst2_dev.tsv")
     assert [(p["index"], p["sentence"], p["gold"]) for p in predictions] == [
-        (str(i), row["sentence"], run_glue_sst2.LABEL_NAMES[int(row["label"])]) for i, row in enumerate(dev)]
+        (str(i), row["sentence"], LABEL_NAMES[int(row["label"])]) for i, row in enumerate(dev)]
     assert sorted((p for p in predictions if p["predicted"] != p["gold"]), key=lambda p: p["index"]) == \
         sorted(failures, key=lambda f: f["index"])
 
@@ -296,5 +301,5 @@ def test_dataset_by_name_with_glue_schema_and_unlabeled_test_split(tmp_path, cap
 
 
 def test_the_model_cards_usage_snippet_classifies(quickstart_run, capsys):
-    exec(run_glue_sst2.CARD.usage_snippet(str(quickstart_run)), {})
+    exec(glue_task("sst2").card.usage_snippet(str(quickstart_run)), {})
     assert re.match(r"\[\{'label': '(positive|negative)', 'score': ", capsys.readouterr().out.strip().splitlines()[-1])

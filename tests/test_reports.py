@@ -7,15 +7,17 @@ import re
 import shutil
 import subprocess
 
+import datasets
 import numpy as np
 import pytest
 from conftest import REPO_DIR, SAMPLE_DIR, report_data, run_main_with_output, run_python
 
 import compare_runs
 import finetune.data
-import run_glue_sst2
 from finetune.hub import IGNORE_PATTERNS
 from finetune.report import failure_page
+from finetune.tasks import classification_reports as reports
+from finetune.tasks.text_classification import glue_task
 
 HOSTILE = ["</script><script>alert(1)</script>", "<b>bold</b> & <!-- not a comment",
            "\"double\" 'single' `back`", "emoji 😀👍🏽 and \u2028 a line separator", "RTL: مرحبا بالعالم (end)",
@@ -165,7 +167,9 @@ def sst2_folder(path, probabilities):
     rows = finetune.data.read_records(SAMPLE_DIR / "sst2_dev.tsv")[:len(probabilities)]
     sentences, labels = [r["sentence"] for r in rows], np.array([int(r["label"]) for r in rows])
     path.mkdir(parents=True)
-    (path / "eval_predictions.tsv").write_text(run_glue_sst2.predictions_report(sentences, labels, probabilities))
+    dataset = datasets.Dataset.from_dict({"sentence": sentences, "label": labels})
+    files, _ = reports.evaluation_reports(dataset, np.log(probabilities), glue_task("sst2"), "SST-2")
+    (path / "eval_predictions.tsv").write_text(files["eval_predictions.tsv"])
     return path, sentences, labels
 
 
@@ -188,10 +192,10 @@ def test_compare_sst2_lists_the_disagreements_with_both_predictions(sst2_pair, t
     monkeypatch.chdir(tmp_path)
     code, out, err = run_compare(a, b, capsys=capsys)
     assert code == 0, err
-    output_dir = tmp_path / "compare-cased-vs-uncased"
+    output_dir = tmp_path / "outputs/compare-cased-vs-uncased"
     rows = read_tsv(output_dir / "disagreements.tsv")
     assert [int(r["index"]) for r in rows] == flipped
-    names = run_glue_sst2.LABEL_NAMES
+    names = glue_task("sst2").label_names
     for row, i in zip(rows, flipped):
         assert row["sentence"] == sentences[i] and row["gold"] == names[labels[i]]
         assert row["A_predicted"] == names[probabilities[i].argmax()] != row["B_predicted"]
@@ -280,9 +284,9 @@ def bad_case(tmp_path, case):
     if case == "missing folder":
         return sst2, tmp_path / "nope", [], "nope: no such folder"
     if case == "no predictions":
-        return sst2, other, [], "other: no eval_predictions.tsv (SST-2) or eval_predictions.json (SQuAD) in it"
+        return sst2, other, [], "other: no eval_predictions.tsv (text classification) or eval_predictions.json (SQuAD) in it"
     if case == "different tasks":
-        return sst2, squad, [], "holds SST-2 predictions (eval_predictions.tsv) and"
+        return sst2, squad, [], "holds text classification predictions (eval_predictions.tsv) and"
     if case == "different sentence counts":
         sst2_folder(other / "short", np.tile([[0.2, 0.8]], (4, 1)))
         return sst2, other / "short", [], "holds 6 sentences and"
