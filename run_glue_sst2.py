@@ -78,7 +78,7 @@ def evaluate_and_report(trainer, features, dataset, suffix, task):
                 suffix, suffix)
     per_class = task.per_class(output.predictions.argmax(-1), np.asarray(dataset["label"]))
     if per_class:
-        logger.info("Per class (precision / recall / F1, support): %s", "; ".join(
+        print("Per class (precision / recall / F1, support): " + "; ".join(
             f"{name} {s['precision']:.3f} / {s['recall']:.3f} / {s['f1']:.3f}, {s['support']}"
             for name, s in per_class.items()))
         metrics[f"eval_per_class{suffix}"] = per_class

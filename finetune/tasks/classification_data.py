@@ -198,6 +198,7 @@ def shown(value):
 
 
 NUMBER = re.compile(r"-?[0-9]+(\.0*)?")  # ASCII digits only: "¹".isdigit(), which int() cannot read
+FRACTION = re.compile(r"-?[0-9]*\.[0-9]+([eE][-+]?[0-9]+)?|-?[0-9]+[eE][-+]?[0-9]+")
 
 
 def as_integer(value):
@@ -213,6 +214,9 @@ def as_integer(value):
         # when short (int() reads no more than 4300 digits).
         digits = value.strip().split(".")[0]
         return int(digits) if len(digits) <= 20 else "long"
+    if isinstance(value, str) and FRACTION.fullmatch(value.strip()):
+        number = float(value)
+        return int(number) if number.is_integer() and abs(number) < 2**53 else "frac"
     return None
 
 

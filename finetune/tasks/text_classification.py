@@ -113,7 +113,8 @@ def task_card(task):
     if task.regression:
         output, labels = "# [{'label': 'LABEL_0', 'score': <the predicted score>}]", "a score (regression)"
     else:
-        output = f"# [{{'label': {task.label_names[0]!r}, 'score': ...}}]"
+        output = f"{{'label': {task.label_names[0]!r}, 'score': ...}}"
+        output = f"# {output}" if task.pair else f"# [{output}]"  # (one pair gives one dict, a text a list)
         labels = ", ".join(f"`{name}`" for name in task.label_names)
     if task.name == "sst2":
         example = '"a gripping, beautifully acted film"'
@@ -142,7 +143,7 @@ def recognise(config):
 
 def saved_label_names(config):
     """The label names config.json holds, in id order; None for a regression or the placeholder LABEL_0, ...."""
-    if config.get("problem_type") == "regression" or config.get("num_labels") == 1:
+    if config.get("problem_type") == "regression" or len(config.get("id2label") or {}) == 1:
         return None
     id2label = config.get("id2label") or {}
     try:
