@@ -183,6 +183,26 @@ def test_mnli_from_the_hub_evaluates_matched_and_mismatched():
         ("test_matched", None, "")]
 
 
+def test_a_glue_pair_task_from_a_dataset_by_name(tmp_path, capsys):
+    """--task_name rte reads sentence1 / sentence2 and GLUE's integer labels of a dataset by name (a Hub id for
+    users; a local dataset folder here), and names them as GLUE does."""
+    folder = tmp_path / "my-rte"
+    folder.mkdir()
+    dev = [json.loads(line) for line in (SAMPLE_DIR / "pairs_dev.jsonl").read_text().splitlines()]
+    for split, part in (("train", dev[:40]), ("validation", dev[40:])):
+        lines = [json.dumps({"sentence1": r["premise"], "sentence2": r["hypothesis"], "idx": i,
+                             "label": int(r["label"] != "entailment")}) for i, r in enumerate(part)]
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    argv = [*FAST, "--task_name", "rte", "--dataset_name", folder, "--num_train_epochs", 1, "--output_dir",
+            tmp_path / "out"]
+    code, err = run_main_in_process(run_glue_sst2, argv, capsys)
+    assert code == 0, err
+    config = json.loads((tmp_path / "out/config.json").read_text())
+    assert config["id2label"] == {"0": "entailment", "1": "not_entailment"} and config["finetuning_task"] == "rte"
+    gold = [row["gold"] for row in read_tsv(tmp_path / "out/eval_predictions.tsv")]
+    assert gold == ["entailment" if r["label"] == "entailment" else "not_entailment" for r in dev[40:]]
+
+
 def test_label_sets_are_read_in_a_stable_order():
     rows = [{"label": value, "_row": f"line {i}"} for i, value in enumerate(["10", 2, "2", "9"])]
     assert labels_of(rows, "label", "f") == ["2", "9", "10"]
@@ -202,3 +222,17 @@ def test_metrics_equal_hand_counts():
     assert metrics.ranks([3, 1, 3, 2]).tolist() == [3.5, 1, 3.5, 2]
     scores = metrics.regression_scores([1, 2, 3, 4], [2, 4, 6, 9])
     assert scores["spearmanr"] == pytest.approx(1) and 0.98 < scores["pearson"] < 1
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO_DIR / "recipes/glue").glob("*.yaml")), ids=lambda p: p.stem)
+def test_each_glue_recipe_parses_and_names_its_task(recipe):
+    from finetune.arguments import ModelArguments
+    from finetune.cli import parse_args
+    from finetune.tasks.classification_data import ClassificationTrainingArguments, DataArguments, resolve_task
+
+    _, data_args, training_args = parse_args((ModelArguments, DataArguments, ClassificationTrainingArguments),
+                                             [str(recipe)])
+    task = resolve_task(data_args, training_args, {})
+    assert task.name == recipe.stem and task.glue is not None
+    header = recipe.read_text().split("\nmodel_name_or_path")[0]
+    assert "# Reproduces: " in header and "# Source: " in header  # the figure, and where it was published
