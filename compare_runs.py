@@ -20,7 +20,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from finetune.cli import InputError, raise_input_errors, run_main
+from finetune.cli import raise_input_errors, run_main
+from finetune.errors import InputError
 from finetune.outputs import atomic_write_text
 from finetune.report import failure_page
 from finetune.tasks import TASKS, comparison_headers, tasks_with_predictions

@@ -18,8 +18,8 @@ from pathlib import Path
 import yaml
 
 from finetune.card import CARD_MARKERS, base_model_license, build_model_card
-from finetune.cli import (InputError, known_tokens, raise_input_errors, redact_secrets, run_main, scrub_tokens,
-                          secret_values, this_run)
+from finetune.cli import raise_input_errors, redact_secrets, run_main, secret_values
+from finetune.errors import InputError, known_tokens, scrub, this_run
 from finetune.hub import card_path, check_no_token_in_files, upload_output_dir, write_card
 from finetune.tasks import TASKS, card_of_folder
 
@@ -104,7 +104,7 @@ def main(argv=None):
         raise InputError(f"{output_dir}: no model weights (*.safetensors); give the --output_dir of a completed run")
     repo_id = args.hub_model_id or output_dir.resolve().name
     tokens = known_tokens() | ({args.hub_token} if args.hub_token else set())
-    card = write_card(output_dir, scrub_tokens(card_for(output_dir, repo_id, args.task), tokens))
+    card = write_card(output_dir, scrub(card_for(output_dir, repo_id, args.task), tokens))
     check_no_token_in_files(output_dir, tokens)
     upload_output_dir(output_dir, repo_id, token=args.hub_token, private=args.hub_private_repo,
                       revision=args.hub_revision, tokens_to_hide=tokens, card=card)

@@ -23,7 +23,8 @@ import evaluate
 from transformers import AutoModelForQuestionAnswering, set_seed
 
 from finetune.arguments import ModelArguments
-from finetune.cli import InputError, PhaseClock, parse_args, run_main, set_up_logging
+from finetune.cli import PhaseClock, parse_args, run_main, set_up_logging
+from finetune.errors import InputError
 from finetune.data import (REPO_DIR, cycle_collection_paused, first_rows, load_hub_split, load_squad_file,
                            map_in_processes, squad_records)
 from finetune.modeling import check_max_seq_length, check_training_setup, load_model, load_tokenizer_and_config

@@ -16,7 +16,7 @@ import torch
 from transformers import AutoConfig, AutoModelForQuestionAnswering, AutoTokenizer, Pipeline
 
 try:  # in the recipe repository: the scripts' one-line error; in a model folder, a ValueError
-    from finetune.cli import InputError
+    from finetune.errors import InputError
 except ImportError:
     class InputError(ValueError):
         """A problem with what the caller gave."""

@@ -13,7 +13,7 @@ import torch
 import transformers
 from transformers.utils import is_torch_tf32_available
 
-from finetune.cli import InputError
+from finetune.errors import InputError
 
 logger = logging.getLogger(__name__)
 FOR_THIS_MACHINE = "default: chosen for this machine"

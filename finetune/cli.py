@@ -17,19 +17,13 @@ import transformers
 import yaml
 from transformers import HfArgumentParser
 
+from finetune.errors import HUB_TOKEN, REDACTED, InputError, scrub, this_run
+from finetune.outputs import is_complete_checkpoint, run_checkpoints
+
 logger = logging.getLogger(__name__)
 RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
-HUB_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{8,}\b")  # (not hf_sentiment_model, a repository name)
 TOKEN_FLAGS = ("--hub_token", "--token")
-TOKEN_ENVIRONMENT = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-REDACTED = "<redacted>"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-# What this process's command line told run_main's error messages: the token values to hide, the output folder
-this_run = {"secrets": set(), "output_dir": None}
-
-
-class InputError(Exception):
-    """A problem with what the user gave us, reported as one line: which file, which row, what to do."""
 
 
 def run_main(main):
@@ -46,15 +40,15 @@ def run_main(main):
     except Exception as error:
         full = disk_full_error(error)
         if full is None:  # a bug, not the user's input: the traceback stays, the tokens do not
-            print(scrub_message(traceback.format_exc()), end="", file=sys.stderr)
+            print(scrub(traceback.format_exc()), end="", file=sys.stderr)
             sys.exit(1)
         fail_with("disk full", disk_full_message(full))
     leave_process_group()
 
 
 def fail_with(kind, message):
-    logger.debug("%s:\n%s", kind, scrub_message(traceback.format_exc()))
-    print(f"error: {scrub_message(message)}", file=sys.stderr)
+    logger.debug("%s:\n%s", kind, scrub(traceback.format_exc()))
+    print(f"error: {scrub(message)}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -70,33 +64,18 @@ def disk_full_error(error):
 
 
 def disk_full_message(error):
-    """What was kept and what to do, in one line. Files are written atomically and a checkpoint counts once its
-    trainer_state.json (written last) is readable, so what is complete stays complete."""
+    """What was kept and what to do, in one line. Files are written atomically and a checkpoint counts once it is
+    complete (finetune.outputs.is_complete_checkpoint), so what is complete stays complete."""
     written = f" while writing {error.filename}" if error.filename else ""
     message = ("the disk is full" if error.errno == errno.ENOSPC else "the disk quota is used up") + written
     output_dir = this_run["output_dir"]
     if output_dir:
-        checkpoint = newest_complete_checkpoint(output_dir)
+        complete = [p.name for p in run_checkpoints(output_dir) if is_complete_checkpoint(p)]
+        checkpoint = complete[-1] if complete else None
         kept = (f"the last complete checkpoint in {output_dir} is kept ({checkpoint})" if checkpoint
                 else f"the files already complete in {output_dir} are kept")
         message += f"; {kept}"
     return message + "; free space and rerun the same command"
-
-
-def newest_complete_checkpoint(output_dir):
-    try:
-        names = os.listdir(output_dir)
-    except OSError:
-        return None
-    numbered = sorted((int(name.split("-")[1]), name) for name in names if re.fullmatch(r"checkpoint-\d+", name))
-    for _, name in reversed(numbered):
-        try:
-            with open(os.path.join(output_dir, name, "trainer_state.json"), encoding="utf-8") as state:
-                json.load(state)
-            return name
-        except (OSError, ValueError):
-            continue
-    return None
 
 
 def leave_process_group():
@@ -221,32 +200,6 @@ def secret_values(args):
         elif safe.endswith(f"={REDACTED}"):
             values.add(arg.partition("=")[2])
     return {value for value in values if len(value) >= 4}
-
-
-def scrub_message(text):
-    """A message safe to print: the token flags' values of this process's command line, the token variables' values
-    and the saved login token, and anything shaped like a Hub token, replaced."""
-    for secret in sorted(known_tokens() | this_run["secrets"], key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return HUB_TOKEN.sub(REDACTED, text)
-
-
-def known_tokens(training_args=None):
-    """Every token this process could be using, so we can make sure none is ever written or printed."""
-    tokens = {getattr(training_args, "hub_token", None), *map(os.environ.get, TOKEN_ENVIRONMENT)}
-    try:
-        from huggingface_hub import get_token
-
-        tokens.add(get_token())
-    except Exception:
-        pass
-    return {t for t in tokens if t and len(t) >= 4}
-
-
-def scrub_tokens(text, tokens):
-    for token in sorted(tokens, key=len, reverse=True):
-        text = text.replace(token, "<hub_token>")
-    return re.sub(r"\bhf_[A-Za-z0-9]{20,}\b", "<hub_token>", text)  # any Hub-looking token, known or not
 
 
 class RecipeLoader(yaml.SafeLoader):

@@ -16,7 +16,7 @@ from pathlib import Path
 import datasets
 import pyarrow
 
-from finetune.cli import InputError
+from finetune.errors import InputError
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 DATA_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".txt")

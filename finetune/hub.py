@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from finetune.card import CARD_MARKERS, build_model_card
-from finetune.cli import InputError, known_tokens, scrub_tokens
+from finetune.errors import InputError, known_tokens, scrub
 from finetune.outputs import atomic_write_text
 from finetune.tasks import per_example_files
 
@@ -131,7 +131,7 @@ def upload_output_dir(output_dir, repo_id, token=None, private=False, revision=N
     except Exception as error:
         message = (f"push to the Hub failed while {step}: {describe_push_error(error, repo_id)}. The trained model is "
                    f"intact in {output_dir}; retry without retraining: {retry}")
-        raise PushError(scrub_tokens(message, hidden)) from None
+        raise PushError(scrub(message, hidden)) from None
     print(f"Pushed {output_dir} to {commit.commit_url} as {user}; load it with "
           f"pipeline(..., model=\"{repo_id}\")", file=sys.stderr)
     return commit.commit_url
@@ -163,7 +163,7 @@ def run_card(training_args, task, model_args=None, data_args=None, metrics=None,
         metrics=metrics, training_args=training_args, data_args=data_args, argv=argv,
         license=license, language=language, download=download,
     )
-    return repo_id, scrub_tokens(card, known_tokens(training_args))
+    return repo_id, scrub(card, known_tokens(training_args))
 
 
 def save_model_card(training_args, task, **card_args):

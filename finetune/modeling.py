@@ -9,7 +9,7 @@ import safetensors
 import transformers
 from transformers import AutoConfig, AutoTokenizer, Trainer
 
-from finetune.cli import InputError
+from finetune.errors import InputError
 
 logger = logging.getLogger(__name__)
 

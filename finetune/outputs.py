@@ -9,7 +9,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from finetune.cli import InputError
+from finetune.errors import InputError
 
 logger = logging.getLogger(__name__)
 

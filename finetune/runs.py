@@ -32,7 +32,7 @@ try:
 except ImportError:  # Windows: the process id check alone
     fcntl = None
 
-from finetune.cli import InputError
+from finetune.errors import InputError
 from finetune.outputs import (FILE_MODE, RUN_LOCK, RUN_RECORD, atomic_write_json,
                               checkpoint_stamp, checkpoint_to_resume, is_complete_checkpoint, run_checkpoints,
                               written_before_first_checkpoint)

@@ -12,7 +12,7 @@ import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from finetune.cli import InputError, known_tokens, scrub_tokens
+from finetune.errors import InputError, known_tokens, scrub
 from finetune.card import read_json
 from finetune.hub import CARD_FALLBACK, IGNORE_PATTERNS, describe_push_error, push_output_dir, save_model_card
 from finetune.outputs import CHECKPOINT_NAME, save_metrics
@@ -153,7 +153,7 @@ class OrderedEvalTrainer(Trainer):
             super().init_hf_repo(*args, **kwargs)
         except Exception as error:
             repo = self.args.hub_model_id or Path(self.args.output_dir).absolute().name
-            reason = scrub_tokens(describe_push_error(error, repo), known_tokens(self.args))
+            reason = scrub(describe_push_error(error, repo), known_tokens(self.args))
             raise InputError(f"--push_to_hub: could not create the Hub repository {repo} ({reason}); nothing was "
                              "trained: fix that, or drop --push_to_hub and push later with push_to_hub.py") from None
 

@@ -212,6 +212,7 @@ def test_a_full_disk_names_the_checkpoint_that_is_kept(tmp_path, capsys, monkeyp
     output_dir = tmp_path / "out"
     for step, state in ((3, "{}"), (5, None), (10, "{cut")):
         (output_dir / f"checkpoint-{step}").mkdir(parents=True)
+        (output_dir / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"")
         if state is not None:
             (output_dir / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
     written = output_dir / "checkpoint-5" / "optimizer.pt"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import datasets
 
 from finetune.arguments import TrainingArguments
-from finetune.cli import InputError
+from finetune.errors import InputError
 from finetune.data import first_rows, load_hub_split, read_records, split_suffix
 from finetune.tasks.text_classification import CUSTOM, DEFAULT_TASK, GLUE_DATASET, GLUE_TASKS, glue_task, own_task
 

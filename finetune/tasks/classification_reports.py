@@ -4,7 +4,7 @@ where two runs' eval_predictions.tsv disagree (compare_runs.py). A pair's second
 
 import numpy as np
 
-from finetune.cli import InputError
+from finetune.errors import InputError
 from finetune.data import read_records, tsv_cell
 from finetune.report import failure_page
 

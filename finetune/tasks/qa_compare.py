@@ -4,7 +4,7 @@ context and the gold and both predicted spans for the page."""
 
 import json
 
-from finetune.cli import InputError
+from finetune.errors import InputError
 from finetune.data import load_squad_file, read_text, tsv_cell
 from finetune.qa_report import squad_scoring
 

@@ -9,7 +9,7 @@ from transformers import AutoModelForQuestionAnswering
 
 from finetune.arguments import TrainingArguments
 from finetune.card import TaskCard
-from finetune.cli import InputError
+from finetune.errors import InputError
 from finetune.tasks.qa_compare import COMPARISON_HEADERS, compare_folders  # noqa: F401 (what compare_runs.py asks)
 
 SHORT_NAME = "SQuAD"
