@@ -102,7 +102,7 @@ def main(argv=None):
     if data_args.pad_to_max_length is None:
         data_args.pad_to_max_length = training_args.replays_cuda_graphs  # graphs need one shape per batch size
     set_up_logging(training_args)
-    task = resolve_task(data_args, training_args, saved_config(model_args.model_name_or_path))  # None: labels read from the data
+    task = resolve_task(data_args, training_args, saved_config(model_args))  # None: labels read from the data
     clock.mark("arguments")
 
     with cycle_collection_paused():  # read and validated before any model is built or file written

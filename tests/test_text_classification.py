@@ -106,6 +106,31 @@ def test_a_pushed_seven_class_model_loads_by_name_with_its_names(hub, topics_run
     files = hub.files("org/topics")
     assert json.loads(files["config.json"])["id2label"]["6"] == "transport"
     assert "eval_predictions.tsv" not in files and not mentions_sst2(files["README.md"].decode())
+    # evaluated by its Hub name, without --task_name: the pushed config says which labels it has
+    evaluated = run_script("run_glue_sst2.py", "--model_name_or_path", "org/topics", "--validation_file",
+                           SAMPLE_DIR / "topics_dev.csv", "--do_eval", "--max_seq_length", 48, "--report_to", "none",
+                           "--output_dir", tmp_path / "eval", env=hub_env(hub))
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert json.loads((tmp_path / "eval/eval_results.json").read_text())["eval_accuracy"] == pytest.approx(
+        json.loads((topics_run / "eval_results.json").read_text())["eval_accuracy"])
+
+
+def test_compare_runs_shows_both_texts_of_a_pair(pairs_run, tmp_path, capsys):
+    import compare_runs
+    from conftest import run_main_with_output
+
+    other = tmp_path / "other"
+    other.mkdir()
+    lines = (pairs_run / "eval_predictions.tsv").read_text().splitlines()
+    index, gold, predicted, probability, *texts = lines[1].split("\t")
+    flipped = next(name for name in ("entailment", "neutral") if name != predicted)
+    lines[1] = "\t".join([index, gold, flipped, probability, *texts])
+    (other / "eval_predictions.tsv").write_text("\n".join(lines) + "\n")
+    code, out, err = run_main_with_output(compare_runs, [pairs_run, other, "--output_dir", tmp_path / "cmp"], capsys)
+    assert code == 0, err
+    [row] = read_tsv(tmp_path / "cmp/disagreements.tsv")
+    assert (row["index"], row["B_predicted"], row["sentence"], row["sentence_pair"]) == ("0", flipped, *texts)
+    assert "A and B disagree on 1." in out
 
 
 def test_training_args_of_both_scripts_load_in_a_fresh_process(topics_run, tmp_path, capsys):

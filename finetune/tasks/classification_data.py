@@ -71,9 +71,19 @@ class ClassificationTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
-def saved_config(model_name_or_path):
-    """config.json of a local model folder (a fine-tuned classifier says its task there), else {}."""
-    path = os.path.join(model_name_or_path or "", "config.json")
+def saved_config(model_args):
+    """config.json of the model to start from, a local folder or a Hub id (a fine-tuned classifier says its task and
+    labels there), else {}. Fetched from the Hub into the cache, where loading the model finds it next."""
+    name = model_args.model_name_or_path
+    path = os.path.join(name or "", "config.json")
+    if name and not os.path.isdir(name):
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = hf_hub_download(name, "config.json", revision=model_args.model_revision,
+                                   cache_dir=model_args.cache_dir)
+        except Exception:  # not a Hub id, or unreachable: loading the model reports it
+            return {}
     try:
         with open(path, encoding="utf-8") as f:
             config = json.load(f)
