@@ -11,6 +11,7 @@ from typing import ClassVar
 import huggingface_hub
 import torch
 import transformers
+from transformers.trainer_utils import HubStrategy
 from transformers.utils import is_torch_tf32_available
 
 from finetune.cli import InputError
@@ -55,6 +56,14 @@ class TrainingArguments(transformers.TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Allow a new run in a non-empty --output_dir (files already there are kept, never deleted)."},
+    )
+    # --push_to_hub uploads the finished output folder once, with its model card (finetune/hub.py), not the Trainer's
+    # "Training in progress" commit of the whole folder at every save; pushes during training are asked for by name.
+    hub_strategy: HubStrategy | str = field(
+        default="end",
+        metadata={"help": "When --push_to_hub uploads: 'end', once the run's folder is complete; 'every_save' also at "
+                          "every save; 'checkpoint' also pushes the last checkpoint (resumable from the Hub); "
+                          "'all_checkpoints' every checkpoint."},
     )
     cpu_threads: int | None = field(
         default=None,

@@ -227,6 +227,15 @@ def recipe_of(argv):
     return None
 
 
+def push_note(training_args):
+    strategy = getattr(training_args.hub_strategy, "value", training_args.hub_strategy)
+    if strategy == "end":
+        return ("This model was pushed with this card once the run had completely written its output folder "
+                "(`--hub_strategy end`), not during training.")
+    return (f"During training the Trainer also pushed the output folder at every save (`--hub_strategy {strategy}`, "
+            "commits \"Training in progress\"); this card came with the final push of the finished folder.")
+
+
 def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_name=None, metrics=None,
                      training_args=None, data_args=None, argv=None, dataset_name=None, dataset_config=None,
                      license=None, language="en", model_revision=None, download=True):
@@ -299,5 +308,7 @@ def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_
         where = f"the recipe file `{recipe}` and " if recipe else ""
         sections.append(f"## Reproduce\n\nTrained with {where}this command, from the root of the recipe repository:"
                         f"\n\n```bash\n{command}\n```")
+    if getattr(training_args, "push_to_hub", False):
+        sections.append(push_note(training_args))
     sections.append(f"## Framework versions\n\n{framework_versions()}")
     return "\n\n".join(sections) + "\n"
