@@ -55,7 +55,8 @@ class ModelArguments:
 class TrainingArguments(transformers.TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Allow a new run in a non-empty --output_dir (files already there are kept, never deleted)."},
+        metadata={"help": "Start a new run in a non-empty --output_dir: your files are kept; the earlier run's "
+                          "checkpoints are not resumed, and --save_total_limit may rotate them away."},
     )
     # --push_to_hub uploads the finished output folder once, with its model card (finetune/hub.py), not the Trainer's
     # "Training in progress" commit of the whole folder at every save; pushes during training are asked for by name.
