@@ -35,7 +35,8 @@ class ModelArguments:
         default=None, metadata={"help": "Config (Hub id or folder). Without --model_name_or_path: train from scratch."}
     )
     tokenizer_name: str | None = field(
-        default=None, metadata={"help": "Tokenizer (Hub id or folder); defaults to --model_name_or_path."}
+        default=None,
+        metadata={"help": "Tokenizer (Hub id or folder); defaults to --model_name_or_path, else to --config_name."},
     )
     model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the Hub model."})
     cache_dir: str | None = field(default=None, metadata={"help": "Where downloads from the Hub are stored."})
@@ -49,6 +50,8 @@ class ModelArguments:
         for name in ("model_name_or_path", "config_name", "tokenizer_name", "cache_dir"):
             if getattr(self, name) == "":
                 setattr(self, name, None)
+        if self.model_name_or_path is None and self.tokenizer_name is None:
+            self.tokenizer_name = self.config_name  # from scratch: the config's folder or Hub repo holds a tokenizer too
 
 
 @dataclass
