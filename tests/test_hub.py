@@ -491,3 +491,28 @@ def test_squad_card_metrics(tmp_path):
     assert "No-answer threshold: -1.25" in card
     # SQuAD's evaluation has no loss: the training results table still has its rows
     assert "| Training Loss | Epoch | Step | Exact | F1 |" in card and "| 2.5000 | 1.0 | 100 | 61.0000 | 64.5000 |" in card
+
+
+def test_card_names_the_local_files_a_run_read_not_the_recipes_hub_dataset(tmp_path):
+    """A recipe keeps its dataset_name while every split comes from a file: the card names the files, not the Hub id."""
+    import run_glue_sst2
+    from finetune.arguments import ModelArguments, TrainingArguments
+    from finetune.card import build_model_card
+    from finetune.cli import parse_args
+
+    (tmp_path / "config.json").write_text("{}")
+    recipe = ["recipes/sst2/quickstart.yaml", "--dataset_name", "nyu-mll/glue", "--dataset_config_name", "sst2",
+              "--output_dir", str(tmp_path)]
+    types = (ModelArguments, run_glue_sst2.DataArguments, TrainingArguments)
+    _, data_args, training_args = parse_args(types, recipe)
+    card = build_model_card(tmp_path, "org/x", run_glue_sst2.CARD, training_args=training_args, data_args=data_args)
+    assert "nyu-mll/glue" not in card and "datasets:" not in card
+    sizes = {name: (SAMPLE_DIR / name).stat().st_size for name in ("sst2_train.tsv", "sst2_dev.tsv", "sst2_test.tsv")}
+    assert (f"on the local files `sst2_train.tsv` ({sizes['sst2_train.tsv']:,} bytes, training), `sst2_dev.tsv` "
+            f"({sizes['sst2_dev.tsv']:,} bytes, evaluation), `sst2_test.tsv` ({sizes['sst2_test.tsv']:,} bytes, "
+            "prediction).") in card
+    assert str(SAMPLE_DIR) not in card
+    _, data_args, training_args = parse_args(types, [*recipe, "--train_file", ""])  # training data from the Hub
+    card = build_model_card(tmp_path, "org/x", run_glue_sst2.CARD, training_args=training_args, data_args=data_args)
+    assert "[nyu-mll/glue](https://huggingface.co/datasets/nyu-mll/glue) (`sst2`) and the local files `sst2_dev.tsv`" \
+        in card and "datasets:\n- nyu-mll/glue" in card
