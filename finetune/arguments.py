@@ -69,6 +69,14 @@ class TrainingArguments(transformers.TrainingArguments):
                           "every save; 'checkpoint' also pushes the last checkpoint (resumable from the Hub); "
                           "'all_checkpoints' every checkpoint."},
     )
+    # The Trainer searches for unused parameters after every backward under DDP unless told not to: a traversal of the
+    # autograd graph each step, and a warning from torch on every run. The BERT classifiers and QA heads use every
+    # parameter in every forward pass.
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "Under DDP (several processes), search each step for parameters the forward pass did not use. "
+                          "Off: the models of these recipes use them all; turn it on for a model that skips some."},
+    )
     cpu_threads: int | None = field(
         default=None,
         metadata={"help": "Threads for torch's work on the CPU (default: torch's, one per core). 1 is faster for tiny "

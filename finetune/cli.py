@@ -11,6 +11,7 @@ import re
 import sys
 import time
 import traceback
+import warnings
 
 import torch
 import transformers
@@ -405,13 +406,27 @@ def recipe_to_flags(path, actions, unset=()):
 
 
 def set_up_logging(training_args):
+    """Log levels for this process, and the progress bars off with --disable_tqdm: the Trainer's own, datasets'
+    (tokenization), transformers' (loading and writing weights) and huggingface_hub's (downloads, uploads)."""
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", handlers=[logging.StreamHandler()]
     )
     level = training_args.get_process_log_level()
+    if not training_args.should_log and training_args.log_level_replica == "warning":
+        # Under torchrun every process meets the same warnings: the main process prints them once. (The Trainer's
+        # default for the other processes is "warning"; a --log_level_replica of the user's is kept.)
+        level = logging.ERROR
+        warnings.filterwarnings("ignore")
     for name in ("finetune", "__main__", "utils_qa"):
         logging.getLogger(name).setLevel(level)
     transformers.utils.logging.set_verbosity(level)
+    if training_args.disable_tqdm:
+        import datasets
+        import huggingface_hub
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+        huggingface_hub.utils.disable_progress_bars()
     logging.getLogger("__main__").info("Training arguments: %s", training_args)
     if training_args.should_log:
         print(training_args.speed_summary())
