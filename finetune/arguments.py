@@ -51,7 +51,7 @@ class ModelArguments:
             if getattr(self, name) == "":
                 setattr(self, name, None)
         if self.model_name_or_path is None and self.tokenizer_name is None:
-            self.tokenizer_name = self.config_name  # from scratch: the config's folder or Hub repo holds a tokenizer too
+            self.tokenizer_name = self.config_name  # from scratch: the config's folder or Hub repo has a tokenizer too
 
 
 @dataclass
@@ -74,8 +74,8 @@ class TrainingArguments(transformers.TrainingArguments):
     # parameter in every forward pass.
     ddp_find_unused_parameters: bool | None = field(
         default=False,
-        metadata={"help": "Under DDP (several processes), search each step for parameters the forward pass did not use. "
-                          "Off: the models of these recipes use them all; turn it on for a model that skips some."},
+        metadata={"help": "Under DDP (several processes), search each step for parameters the forward pass did not "
+                          "use. Off: the models of these recipes use them all; turn it on for a model that skips some."},
     )
     cpu_threads: int | None = field(
         default=None,

@@ -312,7 +312,8 @@ def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_
         origin = "a model trained from scratch" + (f" (architecture from `{public_path(config_name)}`)" if config_name else "")
     if dataset_name:
         data_text = (f"[{dataset_name}](https://huggingface.co/datasets/{dataset_name})"
-                     + (f" (`{dataset_config}`)" if dataset_config else "") + (f" and {files_read}" if files_read else ""))
+                     + (f" (`{dataset_config}`)" if dataset_config else "")
+                     + (f" and {files_read}" if files_read else ""))
     else:
         data_text = files_read or "local data files"
     results = "\n".join(f"- {r.metric_name}: {r.metric_value:.4f}" for r in eval_results) or "- (no evaluation was run)"

@@ -137,10 +137,10 @@ def seconds_since_process_start():
 
 
 USAGE = "%(prog)s [RECIPE.yaml] [--key value ...]"
-DESCRIPTION = """RECIPE.yaml, a file under recipes/, gives the run's settings (a flat mapping of flag names to values); any
---key value after it overrides the recipe's, and the flags alone work without a recipe. An empty value (--key "")
-unsets a recipe's key: the flag's default below applies. Boolean flags work bare (--bf16) or with a value
-(--bf16 false). The flag names are those of the transformers examples and of TrainingArguments."""
+DESCRIPTION = """RECIPE.yaml, a file under recipes/, gives the run's settings (a flat mapping of flag names to
+values); any --key value after it overrides the recipe's, and the flags alone work without a recipe. An empty
+value (--key "") unsets a recipe's key: the flag's default below applies. Boolean flags work bare (--bf16) or with
+a value (--bf16 false). The flag names are those of the transformers examples and of TrainingArguments."""
 # Flags of the transformers examples (run_glue.py, run_qa.py) that this project names otherwise or has no use for:
 # flag -> what to do instead, the one line a user gets for it.
 EXAMPLE_FLAGS = {
@@ -153,7 +153,7 @@ EXAMPLE_FLAGS = {
     "use_fast_tokenizer": "a fast tokenizer is always used (the answer positions need its offsets); drop the flag",
 }
 # Flags of the examples that ask for what every run here does anyway: taken, with or without a value, and ignored.
-EXAMPLE_FLAGS_ALWAYS_ON = {"overwrite_cache": "nothing is cached: the data is tokenized afresh, in memory, at every run"}
+EXAMPLE_FLAGS_ALWAYS_ON = {"overwrite_cache": "nothing is cached: the data is tokenized afresh, in memory, every run"}
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
