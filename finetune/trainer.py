@@ -10,6 +10,7 @@ import pyarrow
 import pyarrow.compute
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from finetune.cli import InputError, known_tokens, scrub_tokens
@@ -243,7 +244,10 @@ def train_and_save(trainer, resume_from, train_samples):
     Rerunning a finished run resumes from its last checkpoint with nothing left to train: its train_results.json
     then stays as the training wrote it (the Trainer would report an empty training: loss 0, no runtime)."""
     resumed_step = (read_json(Path(resume_from) / "trainer_state.json") or {}).get("global_step") if resume_from else None
-    trainer.add_callback(StartSummary(train_samples))
+    # Before the progress bar's callback, which draws its bar at the same event: the line comes above the bar.
+    callbacks = trainer.callback_handler.callbacks
+    bars = [i for i, callback in enumerate(callbacks) if isinstance(callback, (ProgressCallback, PrinterCallback))]
+    callbacks.insert(bars[0] if bars else len(callbacks), StartSummary(train_samples))
     result = trainer.train(resume_from_checkpoint=resume_from)  # (check_training_setup: the checkpoint fits)
     trainer.save_model(_internal_call=True)  # no Trainer push here: ours, at the end, carries our model card
     trainer.save_state()
