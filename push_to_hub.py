@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from finetune.card import CARD_MARKERS, base_model_license, build_model_card
-from finetune.cli import raise_input_errors, redact_secrets, run_main, secret_values
+from finetune.cli import bool_argument, raise_input_errors, redact_secrets, run_main, secret_values
 from finetune.errors import InputError, known_tokens, scrub, this_run
 from finetune.hub import card_path, check_no_token_in_files, upload_output_dir, write_card
 from finetune.tasks import TASKS, card_of_folder
@@ -84,7 +84,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output_dir", help="a finished output folder (model, config, tokenizer, results)")
     parser.add_argument("--hub_model_id", help="org/name or name (default: the folder's name in your namespace)")
-    parser.add_argument("--hub_private_repo", action="store_true", help="create the repository as private")
+    bool_argument(parser, "--hub_private_repo", help="create the repository as private (bare, or true/false)")
     parser.add_argument("--hub_token", help="write token (default: HF_TOKEN or the `hf auth login` token)")
     parser.add_argument("--hub_revision", help="branch to push to (default: main)")
     parser.add_argument("--task", choices=sorted(TASK_CARDS), help="default: inferred from the folder")

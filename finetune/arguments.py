@@ -11,6 +11,7 @@ from typing import ClassVar
 import huggingface_hub
 import torch
 import transformers
+from transformers.trainer_utils import HubStrategy
 from transformers.utils import is_torch_tf32_available
 
 from finetune.errors import InputError
@@ -34,7 +35,8 @@ class ModelArguments:
         default=None, metadata={"help": "Config (Hub id or folder). Without --model_name_or_path: train from scratch."}
     )
     tokenizer_name: str | None = field(
-        default=None, metadata={"help": "Tokenizer (Hub id or folder); defaults to --model_name_or_path."}
+        default=None,
+        metadata={"help": "Tokenizer (Hub id or folder); defaults to --model_name_or_path, else to --config_name."},
     )
     model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the Hub model."})
     cache_dir: str | None = field(default=None, metadata={"help": "Where downloads from the Hub are stored."})
@@ -48,13 +50,32 @@ class ModelArguments:
         for name in ("model_name_or_path", "config_name", "tokenizer_name", "cache_dir"):
             if getattr(self, name) == "":
                 setattr(self, name, None)
+        if self.model_name_or_path is None and self.tokenizer_name is None:
+            self.tokenizer_name = self.config_name  # from scratch: the config's folder or Hub repo has a tokenizer too
 
 
 @dataclass
 class TrainingArguments(transformers.TrainingArguments):
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Allow a new run in a non-empty --output_dir (files already there are kept, never deleted)."},
+        metadata={"help": "Start a new run in a non-empty --output_dir: your files are kept; the earlier run's "
+                          "checkpoints are not resumed, and --save_total_limit may rotate them away."},
+    )
+    # --push_to_hub uploads the finished output folder once, with its model card (finetune/hub.py), not the Trainer's
+    # "Training in progress" commit of the whole folder at every save; pushes during training are asked for by name.
+    hub_strategy: HubStrategy | str = field(
+        default="end",
+        metadata={"help": "When --push_to_hub uploads: 'end', once the run's folder is complete; 'every_save' also at "
+                          "every save; 'checkpoint' also pushes the last checkpoint (resumable from the Hub); "
+                          "'all_checkpoints' every checkpoint."},
+    )
+    # The Trainer searches for unused parameters after every backward under DDP unless told not to: a traversal of the
+    # autograd graph each step, and a warning from torch on every run. The BERT classifiers and QA heads use every
+    # parameter in every forward pass.
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "Under DDP (several processes), search each step for parameters the forward pass did not "
+                          "use. Off: the models of these recipes use them all; turn it on for a model that skips some."},
     )
     cpu_threads: int | None = field(
         default=None,

@@ -228,6 +228,42 @@ def recipe_of(argv):
     return None
 
 
+DATA_FILES = (("train_file", "do_train", "training"), ("validation_file", "do_eval", "evaluation"),
+              ("test_file", "do_predict", "prediction"))
+
+
+def splits_read(training_args, data_args):
+    """(file or None, role) of each split the run read: a split given as a file was not read from the Hub."""
+    return [(getattr(data_args, flag, None), role) for flag, needed, role in DATA_FILES
+            if getattr(training_args, needed, False)]
+
+
+def reads_hub_data(training_args, data_args):
+    """Whether a split of the run came from the Hub dataset (a recipe keeps its dataset_name while every split may be
+    given as a file); without the run's arguments, whether a Hub dataset was named."""
+    if training_args is None or data_args is None:
+        return True
+    return any(not path for path, _ in splits_read(training_args, data_args))
+
+
+def local_files_read(training_args, data_args):
+    """The local files the run read, as a card may name them: base name (never the path), size and role."""
+    if training_args is None or data_args is None:
+        return ""
+    files = [f"`{Path(path).name}` ({os.path.getsize(path):,} bytes, {role})"
+             for path, role in splits_read(training_args, data_args) if path and os.path.isfile(path)]
+    return "the local files " + ", ".join(files) if files else ""
+
+
+def push_note(training_args):
+    strategy = getattr(training_args.hub_strategy, "value", training_args.hub_strategy)
+    if strategy == "end":
+        return ("This model was pushed with this card once the run had completely written its output folder "
+                "(`--hub_strategy end`), not during training.")
+    return (f"During training the Trainer also pushed the output folder at every save (`--hub_strategy {strategy}`, "
+            "commits \"Training in progress\"); this card came with the final push of the finished folder.")
+
+
 def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_name=None, metrics=None,
                      training_args=None, data_args=None, argv=None, dataset_name=None, dataset_config=None,
                      license=None, language="en", model_revision=None, download=True):
@@ -242,7 +278,9 @@ def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_
     license = license or base_model_license(model_name_or_path, base_id, model_revision, download)
 
     # Canonical dataset metadata only when the run really used the Hub dataset; local files get a plain name.
-    dataset_name = dataset_name or getattr(data_args, "dataset_name", None)
+    files_read = local_files_read(training_args, data_args)
+    dataset_name = dataset_name or (getattr(data_args, "dataset_name", None) if reads_hub_data(training_args, data_args)
+                                    else None)
     dataset_config = dataset_config or getattr(data_args, "dataset_config_name", None)
     if dataset_name and not looks_like_hub_id(dataset_name):
         dataset_name = None  # a local dataset folder/script path must not leak
@@ -273,8 +311,12 @@ def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_
         origin = "fine-tuned from a local checkpoint (no Hub id was recorded for it)"
     else:
         origin = "a model trained from scratch" + (f" (architecture from `{public_path(config_name)}`)" if config_name else "")
-    data_text = (f"[{dataset_name}](https://huggingface.co/datasets/{dataset_name})"
-                 + (f" (`{dataset_config}`)" if dataset_config else "")) if dataset_name else "local data files"
+    if dataset_name:
+        data_text = (f"[{dataset_name}](https://huggingface.co/datasets/{dataset_name})"
+                     + (f" (`{dataset_config}`)" if dataset_config else "")
+                     + (f" and {files_read}" if files_read else ""))
+    else:
+        data_text = files_read or "local data files"
     results = "\n".join(f"- {r.metric_name}: {r.metric_value:.4f}" for r in eval_results) or "- (no evaluation was run)"
     threshold = (read_json(output_dir / "config.json") or {}).get("null_score_diff_threshold")
     if threshold is not None:  # a question-answering model that can say "no answer"
@@ -301,5 +343,7 @@ def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_
         where = f"the recipe file `{recipe}` and " if recipe else ""
         sections.append(f"## Reproduce\n\nTrained with {where}this command, from the root of the recipe repository:"
                         f"\n\n```bash\n{command}\n```")
+    if getattr(training_args, "push_to_hub", False):
+        sections.append(push_note(training_args))
     sections.append(f"## Framework versions\n\n{framework_versions()}")
     return "\n\n".join(sections) + "\n"

@@ -11,11 +11,13 @@ import re
 import sys
 import time
 import traceback
+import warnings
 
 import torch
 import transformers
 import yaml
 from transformers import HfArgumentParser
+from transformers.hf_argparser import string_to_bool
 
 from finetune.errors import HUB_TOKEN, REDACTED, InputError, scrub, this_run
 from finetune.outputs import is_complete_checkpoint, run_checkpoints
@@ -28,7 +30,7 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 def run_main(main):
     """Runs a script's main(); bad input and a full disk end with one error line and exit code 2 instead of a
-    traceback. Every message printed here goes through scrub_message: a token must not reach a terminal or a CI log
+    traceback. Every message printed here goes through scrub: a token must not reach a terminal or a CI log
     whatever path the error took."""
     this_run.update(secrets=secret_values(sys.argv[1:]), output_dir=None)
     try:
@@ -113,16 +115,45 @@ def seconds_since_process_start():
         return 0.0
 
 
+USAGE = "%(prog)s [RECIPE.yaml] [--key value ...]"
+DESCRIPTION = """RECIPE.yaml, a file under recipes/, gives the run's settings (a flat mapping of flag names to
+values); any --key value after it overrides the recipe's, and the flags alone work without a recipe. An empty
+value (--key "") unsets a recipe's key: the flag's default below applies. Boolean flags work bare (--bf16) or with
+a value (--bf16 false). The flag names are those of the transformers examples and of TrainingArguments."""
+# Flags of the transformers examples (run_glue.py, run_qa.py) that this project names otherwise or has no use for:
+# flag -> what to do instead, the one line a user gets for it.
+EXAMPLE_FLAGS = {
+    "token": "give the token in HF_TOKEN or with `hf auth login` (downloads and pushes read it there), or pass "
+             "--hub_token for the push",
+    "use_auth_token": "give the token in HF_TOKEN or with `hf auth login`, or pass --hub_token for the push",
+    "evaluation_strategy": "its name is --eval_strategy",
+    "use_fast_tokenizer": "a fast tokenizer is always used (the answer positions need its offsets); drop the flag",
+}
+# Flags of the examples that ask for what every run here does anyway: taken, with or without a value, and ignored.
+EXAMPLE_FLAGS_ALWAYS_ON = {"overwrite_cache": "nothing is cached: the data is tokenized afresh, in memory, every run"}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help as HfArgumentParser writes it (each flag's default), with the description's lines kept as written."""
+
+
 def parse_args(dataclass_types, argv=None):
     """Parses `[recipe.yaml] [--key value ...]`: the recipe file's keys first, command-line flags override them."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_types, allow_abbrev=False)  # --learning_rat must not pass for --learning_rate
+    parser = HfArgumentParser(dataclass_types, allow_abbrev=False,  # --learning_rat must not pass for --learning_rate
+                              usage=USAGE, description=DESCRIPTION, epilog=example_flags_help(),
+                              formatter_class=HelpFormatter)
+    accept_bare_booleans(parser)
+    actions = {option: action for action in parser._actions for option in action.option_strings}
+    this_run["secrets"] |= secret_values(argv)
+    argv = without_example_flags(argv, actions)
+    argv, unset = without_empty_values(argv, actions)
     recipe_args, where = [], "the command line"
     if argv and not argv[0].startswith("-"):
         where = f"recipe file {argv[0]} or the command line"
-        recipe_args = recipe_to_flags(argv.pop(0), actions={a.dest: a for a in parser._actions})
+        recipe_args = recipe_to_flags(argv.pop(0), actions={a.dest: a for a in parser._actions}, unset=unset)
 
-    this_run["secrets"] |= secret_values(recipe_args + argv)
+    this_run["secrets"] |= secret_values(recipe_args)
     raise_input_errors(parser, where)
     for action in parser._actions:
         if action.type is float:
@@ -144,6 +175,87 @@ def parse_args(dataclass_types, argv=None):
         if limits and limits[0] < 1:
             raise InputError(f"--{name} must be at least 1 (got {limits[0]}); leave it out to use every row")
     return tuple(arguments)
+
+
+def bool_argument(parser, *names, default=False, **kwargs):
+    """A boolean flag as the transformers examples take them: bare (--flag) is true, or a value (--flag false)."""
+    return parser.add_argument(*names, type=string_to_bool, nargs="?", const=True, default=default, **kwargs)
+
+
+def accept_bare_booleans(parser):
+    """HfArgumentParser gives a bool field a bare form only when its default is a bool: a field whose default is None
+    (chosen later, as the speed settings are) would need a value (`--bf16` alone: "expected one argument")."""
+    for action in parser._actions:
+        if action.type is string_to_bool and action.nargs is None:
+            action.nargs, action.const = "?", True
+
+
+def example_flags_help():
+    lines = [f"--{flag}: {reason}" for flag, reason in {**EXAMPLE_FLAGS_ALWAYS_ON, **EXAMPLE_FLAGS}.items()]
+    return "flags of the transformers examples that differ here:\n  " + "\n  ".join(lines)
+
+
+def without_example_flags(argv, actions=()):
+    """argv without the examples' flags that every run here obeys anyway; an InputError naming ours for the others.
+    A flag the script defines itself (`actions`) is its own."""
+    kept, skip_value = [], False
+    for arg in argv:
+        name = arg.partition("=")[0].removeprefix("--").replace("-", "_")
+        if skip_value and is_bool_word(arg):
+            skip_value = False
+            continue
+        skip_value = False
+        if arg.startswith("--") and name in EXAMPLE_FLAGS and f"--{name}" not in actions:
+            raise InputError(f"--{name} is a flag of the transformers examples, not of this script: "
+                             f"{EXAMPLE_FLAGS[name]}")
+        if arg.startswith("--") and name in EXAMPLE_FLAGS_ALWAYS_ON:
+            skip_value = "=" not in arg
+            continue
+        kept.append(arg)
+    return kept
+
+
+def is_bool_word(word):
+    try:
+        string_to_bool(word)
+        return True
+    except argparse.ArgumentTypeError:
+        return False
+
+
+def without_empty_values(argv, actions):
+    """(argv, names): `--key ""` (or `--key=`) of a flag that takes a number, a boolean or a choice unsets the key:
+    the pair and the same flag given earlier are dropped, and the recipe's value of it is skipped, so the field's
+    default applies. A text flag keeps its empty value (the scripts read an empty path as none given)."""
+    kept, unset = [], set()
+    i = 0
+    while i < len(argv):
+        flag, equals, value = argv[i].partition("=")
+        action = actions.get(flag) if flag.startswith("--") else None
+        takes_value = action is not None and action.nargs in (None, "?")
+        empty = takes_value and (equals and value == "" or not equals and i + 1 < len(argv) and argv[i + 1] == "")
+        if empty and action.type not in (str, None):
+            unset.add(action.dest)
+            kept = drop_flag(kept, action)
+            i += 1 if equals else 2
+            continue
+        kept.append(argv[i])
+        i += 1
+    return kept, unset
+
+
+def drop_flag(args, action):
+    """args without the occurrences of `action`'s flag given before, each with its value."""
+    kept, i = [], 0
+    while i < len(args):
+        flag, equals, _ = args[i].partition("=")
+        if flag in action.option_strings:
+            has_value = not equals and i + 1 < len(args) and not args[i + 1].startswith("--")
+            i += 2 if has_value else 1
+            continue
+        kept.append(args[i])
+        i += 1
+    return kept
 
 
 def raise_input_errors(parser, where="the command line"):
@@ -192,7 +304,7 @@ def redact_secrets(args):
 
 
 def secret_values(args):
-    """The words redact_secrets hides (the value part of --flag=value), for scrub_message."""
+    """The words redact_secrets hides (the value part of --flag=value), for scrub."""
     values = set()
     for arg, safe in zip(args, redact_secrets(args)):
         if safe == REDACTED:
@@ -214,8 +326,9 @@ class RecipeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def recipe_to_flags(path, actions):
-    """Turns a YAML/JSON recipe (a flat mapping of flag -> value) into command-line flags."""
+def recipe_to_flags(path, actions, unset=()):
+    """Turns a YAML/JSON recipe (a flat mapping of flag -> value) into command-line flags; the keys in `unset` (emptied
+    on the command line) are left out."""
     if not path.endswith(RECIPE_SUFFIXES):
         raise InputError(f"{path}: a recipe file must end in .yaml, .yml or .json (flags start with --)")
     if not os.path.isfile(path):
@@ -231,7 +344,7 @@ def recipe_to_flags(path, actions):
     for key, value in recipe.items():
         if key not in actions:
             raise InputError(f"recipe file {path}: unknown key '{key}'; fix the name or remove it (see --help)")
-        if value is None:
+        if value is None or key in unset:
             continue
         if isinstance(value, list) and actions[key].nargs in (None, "?"):
             raise InputError(f"recipe file {path}: '{key}' takes one value, not a list; fix the recipe")
@@ -245,13 +358,27 @@ def recipe_to_flags(path, actions):
 
 
 def set_up_logging(training_args):
+    """Log levels for this process, and the progress bars off with --disable_tqdm: the Trainer's own, datasets'
+    (tokenization), transformers' (loading and writing weights) and huggingface_hub's (downloads, uploads)."""
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", handlers=[logging.StreamHandler()]
     )
     level = training_args.get_process_log_level()
+    if not training_args.should_log and training_args.log_level_replica == "warning":
+        # Under torchrun every process meets the same warnings: the main process prints them once. (The Trainer's
+        # default for the other processes is "warning"; a --log_level_replica of the user's is kept.)
+        level = logging.ERROR
+        warnings.filterwarnings("ignore")
     for name in ("finetune", "__main__", "utils_qa"):
         logging.getLogger(name).setLevel(level)
     transformers.utils.logging.set_verbosity(level)
+    if training_args.disable_tqdm:
+        import datasets
+        import huggingface_hub
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
+        huggingface_hub.utils.disable_progress_bars()
     logging.getLogger("__main__").info("Training arguments: %s", training_args)
     if training_args.should_log:
         print(training_args.speed_summary())

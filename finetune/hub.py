@@ -74,7 +74,7 @@ def describe_push_error(error, repo_id):
     from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
 
-    if isinstance(error, OfflineModeIsEnabled):
+    if isinstance(error, OfflineModeIsEnabled) or constants.HF_HUB_OFFLINE:  # (offline, the token check fails first)
         return "HF_HUB_OFFLINE=1 is set, so nothing can be pushed; unset it"
     if isinstance(error, LocalTokenNotFoundError):
         return "no Hub token found; run `hf auth login`, set HF_TOKEN, or pass --hub_token"

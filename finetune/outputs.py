@@ -89,10 +89,12 @@ def run_checkpoints(output_dir):
     return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
-def check_checkpoint_rotation_is_safe(training_args, output_dir, checkpoints):
+def check_checkpoint_rotation_is_safe(training_args, output_dir, checkpoints, recorded=False):
     """The Trainer's save_total_limit deletes the oldest `checkpoint-*` folders in output_dir whose *path* holds
     `checkpoint-<digits>` (transformers.trainer_utils.sort_checkpoints: in .../from-checkpoint-500/checkpoint-best the
-    number comes from the parent's name): make sure none of them is a user's folder or a checkpoint of an earlier run."""
+    number comes from the parent's name): make sure none of them is a user's folder. Starting over
+    (--overwrite_output_dir) may rotate away the checkpoints of the earlier run, when the folder's run record
+    (`recorded`) says a run of these scripts wrote them; checkpoints without a record may be anyone's copies."""
     if not training_args.save_total_limit or training_args.save_total_limit <= 0:
         return
     lookalikes = [p.name for p in output_dir.glob("checkpoint-*")
@@ -102,11 +104,11 @@ def check_checkpoint_rotation_is_safe(training_args, output_dir, checkpoints):
             f"--output_dir {output_dir} holds {', '.join(sorted(lookalikes))}, which --save_total_limit could delete "
             "as an old checkpoint; rename it or choose another --output_dir"
         )
-    if checkpoints and training_args.overwrite_output_dir:
+    if checkpoints and training_args.overwrite_output_dir and not recorded:
         raise InputError(
-            f"--output_dir {output_dir} holds checkpoints of an earlier run ({checkpoints[-1].name}, ...) that "
-            "--save_total_limit would delete; resume that run (drop --overwrite_output_dir), remove --save_total_limit "
-            "or choose another --output_dir"
+            f"--output_dir {output_dir} holds checkpoints ({checkpoints[-1].name}, ...) that no run record "
+            f"({RUN_RECORD}) says a run of these scripts wrote, and --save_total_limit could delete them; move them "
+            'out, pass --save_total_limit "" to keep every checkpoint, or choose another --output_dir'
         )
 
 
@@ -115,18 +117,19 @@ def checkpoint_stamp(checkpoint):
     return os.stat(Path(checkpoint) / "trainer_state.json").st_mtime_ns
 
 
-def checkpoint_to_resume(training_args, own_run=False, earlier_checkpoints=None):
+def checkpoint_to_resume(training_args, own_run=False, earlier_checkpoints=None, recorded=False):
     """The checkpoint policy. Returns the checkpoint to resume from (or None for a fresh run):
     --resume_from_checkpoint PATH wins; otherwise the newest complete checkpoint-N in --output_dir (half-written ones,
     left by a run killed while saving, are skipped). A non-empty --output_dir holding no checkpoint is refused unless
     --overwrite_output_dir, or own_run (its run record says the folder is this run's: it starts again over its own
     files). earlier_checkpoints ({name: checkpoint_stamp}): checkpoints another run left, never resumed unless
-    rewritten since. Nothing is deleted."""
+    rewritten since. recorded: a run record says the folder's checkpoints are a run's of these scripts. Nothing is
+    deleted here."""
     if not training_args.do_train:
         return None
     output_dir = Path(training_args.output_dir)
     checkpoints = run_checkpoints(output_dir) if output_dir.is_dir() else []
-    check_checkpoint_rotation_is_safe(training_args, output_dir, checkpoints)
+    check_checkpoint_rotation_is_safe(training_args, output_dir, checkpoints, recorded)
     explicit = training_args.resume_from_checkpoint
     if explicit:
         if not os.path.isdir(explicit):

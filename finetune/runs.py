@@ -12,8 +12,9 @@ it returns the checkpoint to resume from (None: start afresh). The rules:
   checkpoint with nothing left to train, or trains again from the start over its own files when it saved no
   checkpoint. A run whose settings differ is refused before it writes anything, naming the difference, unless the
   earlier run left nothing but what a run writes before its first checkpoint (it takes the folder over), or
-  --overwrite_output_dir says to start over (files already there are kept; checkpoints the earlier run left are
-  never resumed). A folder with checkpoints but no record is refused: which run wrote them cannot be told.
+  --overwrite_output_dir says to start over (the user's files are kept; the checkpoints the earlier run left are
+  never resumed, and --save_total_limit may rotate them away, as the record says they are a run's of these scripts).
+  A folder with checkpoints but no record is refused: which run wrote them cannot be told.
 - An evaluation- or prediction-only run trains nothing: it writes its results into the folder (beside the model it
   evaluates, if that is the folder) under the lock, without reading or writing a record.
 """
@@ -301,8 +302,8 @@ def resume_or_record(training_args, definition, output_dir, main_process):
         found = differences(definition, earlier.get("definition") or {}, output_dir)
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise InputError(f"--output_dir {output_dir} belongs to another run: {found[0]}{more}; choose another "
-                         "--output_dir, or pass --overwrite_output_dir to start over in it (files already there are "
-                         "kept)")
+                         "--output_dir, or pass --overwrite_output_dir to start over in it (your files are kept; the "
+                         "earlier run's checkpoints may be replaced)")
     complete = [p for p in run_checkpoints(output_dir) if is_complete_checkpoint(p)] if output_dir.is_dir() else []
     explicit, overwrite = training_args.resume_from_checkpoint, training_args.overwrite_output_dir
     if earlier is None and complete and not (explicit or overwrite):
@@ -311,7 +312,8 @@ def resume_or_record(training_args, definition, output_dir, main_process):
                          f"--resume_from_checkpoint {complete[-1]}, choose another --output_dir, or pass "
                          "--overwrite_output_dir to start over in it (files already there are kept)")
     earlier_checkpoints = earlier.get("earlier_checkpoints", {}) if same_run and not overwrite else {}
-    resume_from = checkpoint_to_resume(training_args, own_run=same_run, earlier_checkpoints=earlier_checkpoints)
+    resume_from = checkpoint_to_resume(training_args, own_run=same_run, earlier_checkpoints=earlier_checkpoints,
+                                       recorded=earlier is not None)
     if main_process and (not same_run or overwrite):
         if earlier is not None and not same_run and not overwrite:
             logger.warning("Taking over %s: the run that wrote it left no checkpoint or result", output_dir)

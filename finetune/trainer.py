@@ -10,6 +10,7 @@ import pyarrow
 import pyarrow.compute
 import torch
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from finetune.errors import InputError, known_tokens, scrub
@@ -215,11 +216,38 @@ class OrderedEvalTrainer(Trainer):
         return super()._get_train_sampler(*args, **kwargs)
 
 
+class StartSummary(TrainerCallback):
+    """One line when training starts, as the transformers examples log theirs: examples, epochs, steps and the
+    effective batch (what the recipe's numbers depend on; with several processes the per-device batch is not it)."""
+
+    def __init__(self, train_samples):
+        self.train_samples = train_samples
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            print(start_summary(args, state, self.train_samples))
+
+
+def start_summary(args, state, train_samples):
+    processes = max(args.world_size, 1)
+    accumulation = args.gradient_accumulation_steps
+    batch = args.per_device_train_batch_size * processes * accumulation
+    resumed = f", resuming at step {state.global_step:,}" if state.global_step else ""
+    epochs = state.num_train_epochs
+    return (f"Training: {train_samples:,} examples, {epochs:g} epoch{'s' * (epochs != 1)}, {state.max_steps:,} "
+            f"optimizer steps{resumed}; effective batch {batch:,} ({args.per_device_train_batch_size} per device x {processes} "
+            f"process{'es' * (processes > 1)} x {accumulation} accumulation step{'s' * (accumulation > 1)})")
+
+
 def train_and_save(trainer, resume_from, train_samples):
     """Trains, saves the final model, tokenizer and trainer state, writes train_results.json; returns the metrics.
     Rerunning a finished run resumes from its last checkpoint with nothing left to train: its train_results.json
     then stays as the training wrote it (the Trainer would report an empty training: loss 0, no runtime)."""
     resumed_step = (read_json(Path(resume_from) / "trainer_state.json") or {}).get("global_step") if resume_from else None
+    # Before the progress bar's callback, which draws its bar at the same event: the line comes above the bar.
+    callbacks = trainer.callback_handler.callbacks
+    bars = [i for i, callback in enumerate(callbacks) if isinstance(callback, (ProgressCallback, PrinterCallback))]
+    callbacks.insert(bars[0] if bars else len(callbacks), StartSummary(train_samples))
     result = trainer.train(resume_from_checkpoint=resume_from)  # (check_training_setup: the checkpoint fits)
     trainer.save_model(_internal_call=True)  # no Trainer push here: ours, at the end, carries our model card
     trainer.save_state()

@@ -60,8 +60,9 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def torchrun(tmp_path, script, *args, nproc=2):
-    """Runs `torchrun --standalone --nproc_per_node 2 SCRIPT ARGS`; returns {rank: [file operations in output_dir]}."""
+def torchrun(tmp_path, script, *args, nproc=2, printed=None):
+    """Runs `torchrun --standalone --nproc_per_node 2 SCRIPT ARGS`; returns {rank: [file operations in output_dir]}.
+    printed: a list to which the run's stdout and stderr are added."""
     wrapper = tmp_path / "audited.py"
     wrapper.write_text(AUDITED)
     output_dir = args[list(args).index("--output_dir") + 1]
@@ -71,6 +72,8 @@ def torchrun(tmp_path, script, *args, nproc=2):
     result = run_python("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", nproc, "--run_path",
                         "--start_method", "fork", wrapper, REPO_DIR / script, *args, env=env, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    if printed is not None:
+        printed.append(result.stdout + result.stderr)
     return {rank: (tmp_path / f"writes.{rank}").read_text().splitlines() for rank in range(nproc)}
 
 
@@ -110,8 +113,22 @@ SST2_TRAIN = [*TINY_MODEL, *SST2_DATA, "--do_train", "--do_eval", "--do_predict"
 def sst2_two_processes(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("sst2-ddp")
     output_dir = tmp_path / "ddp"
-    writes = torchrun(tmp_path, "run_glue_sst2.py", *SST2_TRAIN, "--output_dir", output_dir)
+    PRINTED.clear()
+    writes = torchrun(tmp_path, "run_glue_sst2.py", *SST2_TRAIN, "--output_dir", output_dir, printed=PRINTED)
     return output_dir, writes
+
+
+PRINTED = []  # what the sst2_two_processes run printed
+
+
+def test_two_processes_print_one_summary_and_no_ddp_search_warning(sst2_two_processes):
+    """The main process prints; the others only errors. DDP does not search for unused parameters (these models use
+    every one), so torch does not warn that it found none."""
+    [printed] = PRINTED
+    assert "find_unused_parameters" not in printed, printed[-3000:]
+    assert printed.count("Training: 600 examples, 2 epochs, 24 optimizer steps; effective batch 32 (16 per device x 2 "
+                         "processes x 1 accumulation step)") == 1, printed[-3000:]
+    assert printed.count("Speed settings for this machine") == 1
 
 
 def test_glue_sst2_two_processes_train_eval_predict_and_only_rank_0_writes(sst2_two_processes, tmp_path):

@@ -87,7 +87,7 @@ def finished_folder(tmp_path):
     (["--task", TOKEN], "argument --task: invalid choice: '<redacted>' (choose from"),
     (["{folder}", "--hub-tokn", PLAIN_SECRET], "unknown command-line argument(s) --hub-tokn <redacted>;"),
     (["{folder}", "--hub_token", PLAIN_SECRET, "--hub_private_repo", PLAIN_SECRET],
-     "unknown command-line argument(s) <redacted>;"),
+     "argument --hub_private_repo: Truthy value expected: got <redacted>"),  # (it takes true/false, or nothing)
     ([], "the following arguments are required: output_dir; fix the value in the command line"),
 ])
 def test_push_to_hub_errors_are_one_line_without_the_token(finished_folder, capsys, flags, message):

@@ -28,9 +28,9 @@ TRAIN_ARGS = [
 SENTENCES = ["a charming and funny movie", "this movie feels tedious and clumsy", "the cast is great"]
 
 
-def train_and_push(hub, output_dir, repo_id, **env):
+def train_and_push(hub, output_dir, repo_id, *flags, **env):
     return run_script("run_glue_sst2.py", *TRAIN_ARGS, "--output_dir", output_dir, "--push_to_hub",
-                      "--hub_model_id", repo_id, env=hub_env(hub, **env))
+                      "--hub_model_id", repo_id, *flags, env=hub_env(hub, **env))
 
 
 def python_output(code, env):
@@ -91,12 +91,25 @@ def retry_from(message):
 # A successful push, then loading by name
 
 
+COMMITS_OF_THE_RUN = []  # the titles of the pushed repository's commits once the `pushed` run ended
+
+
 @pytest.fixture(scope="module")
 def pushed(hub, tmp_path_factory):
+    """The README's push (a bare --hub_private_repo last) of a run that saves a checkpoint every epoch."""
     output_dir = tmp_path_factory.mktemp("sst2") / "out"
-    result = train_and_push(hub, output_dir, REPO_ID)
+    result = train_and_push(hub, output_dir, REPO_ID, "--save_strategy", "epoch", "--hub_private_repo")
     assert result.returncode == 0, result.stderr[-3000:]
+    COMMITS_OF_THE_RUN[:] = [commit.title for commit in hub.repos[REPO_ID].commits]
     return output_dir, result
+
+
+def test_push_to_hub_uploads_once_at_the_end(hub, pushed):
+    """Not at every save: one commit after the repository's creation, the finished folder with its card."""
+    assert COMMITS_OF_THE_RUN == ["initial commit", "Upload fine-tuned model"]
+    assert hub.repos[REPO_ID].private
+    text, _ = card_of(hub.files(REPO_ID))
+    assert "pushed with this card once the run had completely written its output folder (`--hub_strategy end`)" in text
 
 
 def test_pushed_files_and_card(hub, pushed):
@@ -348,6 +361,7 @@ def test_pushes_during_training_skip_predictions_and_the_users_readme(hub, tmp_p
         assert not any(b"My notes" in content for content in commit.files.values()), commit.title
     text, _ = card_of(hub.files(repo_id))
     assert "model card written by the finetune recipes" in text and f'model="{repo_id}", trust_remote_code=True' in text
+    assert "the Trainer also pushed the output folder at every save (`--hub_strategy every_save`" in text
 
 
 def test_a_run_without_push_writes_the_full_card_that_push_to_hub_pushes_later(hub, tmp_path):
@@ -477,3 +491,29 @@ def test_squad_card_metrics(tmp_path):
     assert "No-answer threshold: -1.25" in card
     # SQuAD's evaluation has no loss: the training results table still has its rows
     assert "| Training Loss | Epoch | Step | Exact | F1 |" in card and "| 2.5000 | 1.0 | 100 | 61.0000 | 64.5000 |" in card
+
+
+def test_card_names_the_local_files_a_run_read_not_the_recipes_hub_dataset(tmp_path):
+    """A recipe keeps its dataset_name while every split comes from a file: the card names the files, not the Hub id."""
+    import run_glue_sst2
+    from finetune.arguments import ModelArguments, TrainingArguments
+    from finetune.card import build_model_card
+    from finetune.cli import parse_args
+    from finetune.tasks.text_classification import glue_task
+
+    (tmp_path / "config.json").write_text("{}")
+    recipe = ["recipes/sst2/quickstart.yaml", "--dataset_name", "nyu-mll/glue", "--dataset_config_name", "sst2",
+              "--output_dir", str(tmp_path)]
+    types = (ModelArguments, run_glue_sst2.DataArguments, TrainingArguments)
+    _, data_args, training_args = parse_args(types, recipe)
+    card = build_model_card(tmp_path, "org/x", glue_task("sst2").card, training_args=training_args, data_args=data_args)
+    assert "nyu-mll/glue" not in card and "datasets:" not in card
+    sizes = {name: (SAMPLE_DIR / name).stat().st_size for name in ("sst2_train.tsv", "sst2_dev.tsv", "sst2_test.tsv")}
+    assert (f"on the local files `sst2_train.tsv` ({sizes['sst2_train.tsv']:,} bytes, training), `sst2_dev.tsv` "
+            f"({sizes['sst2_dev.tsv']:,} bytes, evaluation), `sst2_test.tsv` ({sizes['sst2_test.tsv']:,} bytes, "
+            "prediction).") in card
+    assert str(SAMPLE_DIR) not in card
+    _, data_args, training_args = parse_args(types, [*recipe, "--train_file", ""])  # training data from the Hub
+    card = build_model_card(tmp_path, "org/x", glue_task("sst2").card, training_args=training_args, data_args=data_args)
+    assert "[nyu-mll/glue](https://huggingface.co/datasets/nyu-mll/glue) (`sst2`) and the local files `sst2_dev.tsv`" \
+        in card and "datasets:\n- nyu-mll/glue" in card

@@ -282,9 +282,12 @@ def test_save_total_limit_never_deletes_a_user_folder_named_like_a_checkpoint(tm
     assert not (output_dir / "model.safetensors").exists()
 
 
-def test_overwrite_with_save_total_limit_refuses_to_delete_an_earlier_runs_checkpoints(uninterrupted_run, tmp_path):
-    with pytest.raises(finetune.cli.InputError, match="checkpoints of an earlier run"):
-        finetune.outputs.checkpoint_to_resume(training_args(uninterrupted_run, "--overwrite_output_dir", "--save_total_limit", 2))
+def test_overwrite_with_save_total_limit_rotates_only_checkpoints_a_run_record_vouches_for(uninterrupted_run):
+    """Starting over may rotate away the earlier run's checkpoints; without a record they may be anyone's copies."""
+    overwrite = training_args(uninterrupted_run, "--overwrite_output_dir", "--save_total_limit", 2)
+    with pytest.raises(finetune.cli.InputError, match=r"checkpoints \(checkpoint-30, ...\) that no run record"):
+        finetune.outputs.checkpoint_to_resume(overwrite)
+    assert finetune.outputs.checkpoint_to_resume(overwrite, recorded=True) is None  # a fresh start
     # resuming that run with a limit is fine: the checkpoints are its own
     args = training_args(uninterrupted_run, "--save_total_limit", 2)
     assert finetune.outputs.checkpoint_to_resume(args) == str(uninterrupted_run / "checkpoint-30")
