@@ -260,4 +260,4 @@ def test_each_glue_recipe_parses_and_names_its_task(recipe):
     task = resolve_task(data_args, training_args, {})
     assert task.name == recipe.stem and task.glue is not None
     header = recipe.read_text().split("\nmodel_name_or_path")[0]
-    assert "# Reproduces: " in header and "# Source: " in header  # the figure, and where it was published
+    assert "# Reproduces transformers examples/" in header and "README.md" in header  # the source; figures: README
