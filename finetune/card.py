@@ -142,6 +142,26 @@ def find_metric(metrics, name):
     return None
 
 
+def early_stop_note(trainer_state, metric=None):
+    """One sentence when early stopping ended the training before its planned end, else None."""
+    stopper = (trainer_state.get("stateful_callbacks") or {}).get("EarlyStoppingCallback")
+    stopper = stopper[-1] if isinstance(stopper, list) and stopper else stopper
+    if not isinstance(stopper, dict):
+        return None
+    patience = (stopper.get("args") or {}).get("early_stopping_patience")
+    waited = (stopper.get("attributes") or {}).get("early_stopping_patience_counter", 0)
+    step, steps = trainer_state.get("global_step") or 0, trainer_state.get("max_steps") or 0
+    if not patience or waited < patience or step >= steps:
+        return None
+    metric = f"eval_{metric.removeprefix('eval_')}" if metric else "the evaluation metric"
+    best = trainer_state.get("best_metric")
+    kept = (f"; the model is the best evaluation's ({metric} {best:.4g} at step {trainer_state.get('best_global_step')})"
+            if isinstance(best, (int, float)) else "")
+    return (f"Training stopped early at epoch {trainer_state.get('epoch') or 0:.3g} of "
+            f"{trainer_state.get('num_train_epochs')} (step {step} of {steps}): {metric} did not improve for "
+            f"{patience} evaluation{'s' * (patience > 1)} in a row{kept}.")
+
+
 def read_json(path):
     try:
         return json.loads(Path(path).read_text())
@@ -279,6 +299,10 @@ def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_
     if threshold is not None:  # a question-answering model that can say "no answer"
         results += (f"\n- No-answer threshold: {threshold!r} (the answer is \"\" when the no-answer score beats the best "
                     "answer's by more; the value of the best F1 on the evaluation set, used by default)")
+
+    stopped = early_stop_note(trainer_state, getattr(training_args, "metric_for_best_model", None))
+    if stopped:
+        results += f"\n\n{stopped}"
 
     sections = [
         f"---\n{card_data.to_yaml()}\n---",
