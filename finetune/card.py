@@ -16,6 +16,7 @@ CARD_MARKER = "<!-- model card written by the finetune recipes"  # in every card
 CARD_MARKERS = (CARD_MARKER, "<!-- model card written by model_card.py")
 # Metric names differ between metric implementations (the squad_v2 metric says "exact", not "exact_match").
 METRIC_ALIASES = {"exact_match": ["exact_match", "exact"], "accuracy": ["accuracy"], "f1": ["f1"]}
+EXAMPLE_NOUNS = {"question-answering": "questions", "text-classification": "sentences"}  # what eval_samples counts
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -142,6 +143,25 @@ def find_metric(metrics, name):
     return None
 
 
+def find_interval(metrics, name):
+    """(low, high) of a metric's 95% interval (eval_<metric>_ci_low / _ci_high), or None."""
+    for alias in METRIC_ALIASES.get(name, [name]):
+        ends = [metrics.get(f"eval_{alias}_ci_{end}") for end in ("low", "high")]
+        if all(isinstance(end, (int, float)) for end in ends):
+            return float(ends[0]), float(ends[1])
+    return None
+
+
+def result_line(task, metric, pretty, value, metrics):
+    """"- F1: 88.1234 (95% CI 87.5012–88.7321, 10,570 questions)": the interval when the evaluation stated one."""
+    interval, count = find_interval(metrics, metric), metrics.get("eval_samples")
+    if interval is None:
+        return f"- {pretty}: {value:.4f}"
+    noun = EXAMPLE_NOUNS.get(task.pipeline_tag, "examples")
+    counted = f", {count:,} {noun}" if isinstance(count, int) else ""
+    return f"- {pretty}: {value:.4f} (95% CI {interval[0]:.4f}–{interval[1]:.4f}{counted})"
+
+
 def early_stop_note(trainer_state, metric=None):
     """One sentence when early stopping ended the training before its planned end, else None."""
     stopper = (trainer_state.get("stateful_callbacks") or {}).get("EarlyStoppingCallback")
@@ -212,7 +232,8 @@ def training_results_table(log_history):
             last_train_loss = f"{entry['loss']:.4f}"
         if any(k.startswith("eval_") and k not in skipped[1:] for k in entry):
             for key in entry:
-                if key.startswith("eval_") and key not in skipped and key not in metric_names:
+                if (key.startswith("eval_") and key not in skipped and key not in metric_names
+                        and not key.endswith(("_ci_low", "_ci_high"))):  # the results section quotes the intervals
                     metric_names.append(key)
             rows.append((last_train_loss, entry))
     if not rows:
@@ -294,7 +315,8 @@ def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_
         origin = "a model trained from scratch" + (f" (architecture from `{public_path(config_name)}`)" if config_name else "")
     data_text = (f"[{dataset_name}](https://huggingface.co/datasets/{dataset_name})"
                  + (f" (`{dataset_config}`)" if dataset_config else "")) if dataset_name else "local data files"
-    results = "\n".join(f"- {r.metric_name}: {r.metric_value:.4f}" for r in eval_results) or "- (no evaluation was run)"
+    results = "\n".join(result_line(task, r.metric_type, r.metric_name, r.metric_value, metrics)
+                        for r in eval_results) or "- (no evaluation was run)"
     threshold = (read_json(output_dir / "config.json") or {}).get("null_score_diff_threshold")
     if threshold is not None:  # a question-answering model that can say "no answer"
         results += (f"\n- No-answer threshold: {threshold!r} (the answer is \"\" when the no-answer score beats the best "
