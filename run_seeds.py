@@ -15,6 +15,7 @@ Writes OUTPUT_DIR/seeds_summary.json ({metric: {mean, std (sample), min, max, n,
 seeds_summary.md (the table) and seeds_summary.png (each seed's value of each metric).
 """
 
+import io
 import shlex
 import subprocess
 import sys
@@ -99,9 +100,10 @@ def inputs_of(args):
 
 def launch(command):
     """Runs the command with its output shown as it comes; returns (exit code, whether its training diverged)."""
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, errors="replace")
+    process = subprocess.Popen(command, stderr=subprocess.PIPE)
     diverged = False
-    for line in process.stderr:
+    # newline="": progress bars' carriage returns pass through as they are, so a bar still redraws in place
+    for line in io.TextIOWrapper(process.stderr, errors="replace", newline=""):
         sys.stderr.write(line)
         diverged = diverged or DIVERGED in line
     return process.wait(), diverged
