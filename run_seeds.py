@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run one recipe over several seeds and summarize how far its results move from one seed to the next.
+r"""Run one recipe over several seeds and summarize how far its results move from one seed to the next.
 
     python run_seeds.py run_glue_sst2.py recipes/sst2/minilm-l6.yaml --seeds 1,2,3,4,5
     python run_seeds.py run_squad.py recipes/squad/minilm-l6.yaml --num_train_epochs 1 --seeds 1,2,3 \
@@ -135,6 +135,9 @@ def run_seed(script, args, seed, launcher, output_dir, record):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return
     script, args, seeds, launcher, output_dir = parse_command(argv)
     created = not output_dir.exists()
     record = read_json(output_dir / RECORD) or {}
