@@ -35,10 +35,11 @@ def squad_scoring(version_2=False):
 
 
 def question_scores(examples, answers, version_2=False):
-    """{metric: each question's score (0-100), in the order of examples}, scored as metrics/squad (exact_match, f1)
-    or metrics/squad_v2 (exact, f1; the evaluation leaves its no-answer threshold at 1, which changes no answer)."""
+    """{metric: each question's score (0-100), in the order of examples (a Dataset or a list of records)}, scored
+    as metrics/squad (exact_match, f1) or metrics/squad_v2 (exact, f1; the evaluation leaves its no-answer
+    threshold at 1, which changes no answer)."""
     scoring = squad_scoring(version_2)
-    golds = {qid: answer["text"] for qid, answer in zip(examples["id"], examples["answers"])}
+    golds = {qid: answer["text"] for qid, answer in zip(column(examples, "id"), column(examples, "answers"))}
     if version_2:
         exact, f1 = scoring.raw_scores(answers, golds)
         pairs, names = [(exact[qid], f1[qid]) for qid in golds], ("exact", "f1")
@@ -54,7 +55,7 @@ def squad_intervals(examples, answers, version_2=False, prefix="eval"):
     scores = question_scores(examples, answers, version_2)
     intervals = score_intervals(scores)
     if version_2:
-        answerable = np.array([bool(answer["text"]) for answer in examples["answers"]])
+        answerable = np.array([bool(answer["text"]) for answer in column(examples, "answers")])
         for group, rows in (("HasAns_", answerable), ("NoAns_", ~answerable)):
             if rows.any():
                 intervals.update({group + name: interval for name, interval in score_intervals(
