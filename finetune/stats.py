@@ -6,8 +6,6 @@ A metric function takes per-example arrays and returns {name: value}. One writte
 (`scores.mean(axis=-1)`) is vectorised: it then takes (resamples, examples) arrays and returns one value per
 resample at once, which is what keeps a thousand resamples of ten thousand examples well under a second."""
 
-import math
-
 import numpy as np
 
 from finetune.metric_arrays import classification_metric, mean_metric
@@ -84,8 +82,11 @@ def mcnemar_exact(right_a, right_b):
     goes to either with probability 1/2. Binomial tail in exact integers (no scipy)."""
     only_a = int(np.sum(np.logical_and(right_a, np.logical_not(right_b))))
     only_b = int(np.sum(np.logical_and(right_b, np.logical_not(right_a))))
-    discordant = only_a + only_b
-    tail = sum(math.comb(discordant, k) for k in range(min(only_a, only_b) + 1))
+    discordant, term = only_a + only_b, 1
+    tail = term  # sum of C(discordant, k) for k <= the smaller count, each term from the one before it
+    for k in range(1, min(only_a, only_b) + 1):
+        term = term * (discordant - k + 1) // k
+        tail += term
     return min(1.0, 2 * tail / 2**discordant)
 
 
