@@ -9,39 +9,10 @@ resample at once, which is what keeps a thousand resamples of ten thousand examp
 import numpy as np
 
 from finetune.metric_arrays import classification_metric, mean_metric
+from finetune.resampling import (as_arrays, differences, index_batches, metric_rows, percentile_interval,
+                                 resampled_pairs, swapped_pairs)
 
-RESAMPLES, SEED, CONFIDENCE, SIGNIFICANCE = 1000, 0, 0.95, 0.05
-BATCH = 100  # resamples per index matrix: 8 MB of indices for SQuAD's 10,570 questions
-
-
-def as_arrays(*groups):
-    """The groups of per-example arrays as numpy arrays, and their common length."""
-    groups = [[np.asarray(x) for x in group] for group in groups]
-    lengths = {len(x) for group in groups for x in group}
-    if len(lengths) != 1 or 0 in lengths:
-        raise ValueError(f"per-example arrays must be non-empty and of one length (got lengths {sorted(lengths)})")
-    return groups, lengths.pop()
-
-
-def index_batches(n, n_resamples=RESAMPLES, seed=SEED):
-    """Bootstrap resamples of range(n), up to BATCH rows at a time; the same for the same (n, seed)."""
-    rng = np.random.default_rng(seed)
-    for start in range(0, n_resamples, BATCH):
-        yield rng.integers(0, n, size=(min(BATCH, n_resamples - start), n))
-
-
-def metric_rows(metric_fn, arrays, vectorized):
-    """{name: one value per row} of metric_fn over (rows, examples) arrays."""
-    if vectorized:
-        return {name: np.asarray(value, float) for name, value in metric_fn(*arrays).items()}
-    rows = [metric_fn(*row) for row in zip(*arrays)]
-    return {name: np.array([row[name] for row in rows], float) for name in rows[0]}
-
-
-def percentile_interval(values, confidence=CONFIDENCE):
-    """(low, high) holding the central `confidence` of the values; undefined resamples (NaN) left out."""
-    low, high = np.nanquantile(np.concatenate(values), [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(low), float(high)
+RESAMPLES, SEED, SIGNIFICANCE = 1000, 0, 0.05
 
 
 def bootstrap_intervals(metric_fn, arrays, n_resamples=RESAMPLES, seed=SEED, vectorized=False):
@@ -97,30 +68,18 @@ def paired_comparison(metric_fn, shared, a, b, vectorized=True, exact_tests=None
     examples for both runs); the p-value that of exact_tests {name: (p, test name)} where given, else of a paired
     permutation test (each example's A and B results swapped at random, two-sided)."""
     (shared, a, b), n = as_arrays(shared, a, b)
-    observed = {name: (float(value_a), float(metric_fn(*shared, *b)[name]))
-                for name, value_a in metric_fn(*shared, *a).items()}
-    differences, swapped = {}, {}
-    for rows in index_batches(n, n_resamples, seed):
-        scores_a, scores_b = (metric_rows(metric_fn, [x[rows] for x in shared + run], vectorized) for run in (a, b))
-        for name in observed:
-            differences.setdefault(name, []).append(scores_b[name] - scores_a[name])
-    swaps = np.random.default_rng(seed + 1)
-    for start in range(0, n_resamples, BATCH):
-        swap = swaps.random((min(BATCH, n_resamples - start), n)) < 0.5
-        fixed = [np.broadcast_to(x, swap.shape) for x in shared]
-        new_a, new_b = ([np.where(swap, y, x) for x, y in zip(*runs)] for runs in ((a, b), (b, a)))
-        scores_a, scores_b = metric_rows(metric_fn, fixed + new_a, vectorized), metric_rows(metric_fn, fixed + new_b, vectorized)
-        for name in observed:
-            swapped.setdefault(name, []).append(scores_b[name] - scores_a[name])
+    value_a, value_b = metric_fn(*shared, *a), metric_fn(*shared, *b)
+    resampled = differences(metric_fn, resampled_pairs(shared, a, b, n, n_resamples, seed), vectorized)
+    swapped = differences(metric_fn, swapped_pairs(shared, a, b, n, n_resamples, seed), vectorized)
     results = {}
-    for name, (value_a, value_b) in observed.items():
-        difference = value_b - value_a
-        low, high = percentile_interval(differences[name])
+    for name in value_a:
+        difference = float(value_b[name]) - float(value_a[name])
+        low, high = percentile_interval(resampled[name])
         extreme = np.abs(np.concatenate(swapped[name])) >= abs(difference) - 1e-12 * max(1.0, abs(difference))
         p_value, test = (exact_tests or {}).get(name, ((1 + extreme.sum()) / (1 + n_resamples),
                                                        "paired permutation test"))
-        results[name] = {"a": value_a, "b": value_b, "difference": difference, "ci_low": low, "ci_high": high,
-                         "p_value": float(p_value), "test": test}
+        results[name] = {"a": float(value_a[name]), "b": float(value_b[name]), "difference": difference,
+                         "ci_low": low, "ci_high": high, "p_value": float(p_value), "test": test}
     return results
 
 
