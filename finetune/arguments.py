@@ -132,9 +132,9 @@ class TrainingArguments(transformers.TrainingArguments):
         if self.save_strategy == "no":  # save where it evaluates: the best evaluation's model must be on disk
             self.save_strategy, self.save_steps = self.eval_strategy, self.eval_steps or self.logging_steps
         elif self.save_strategy not in (self.eval_strategy, "best"):
-            raise InputError(f"--early_stopping_patience keeps the best evaluation's model, which needs a checkpoint at "
-                             f"each evaluation: --save_strategy {self.save_strategy} does not match --eval_strategy "
-                             f"{self.eval_strategy}; give them the same value, or --save_strategy best")
+            raise InputError(f"--early_stopping_patience keeps the best evaluation's model, which needs a checkpoint "
+                             f"at each evaluation: --save_strategy {self.save_strategy} does not match "
+                             f"--eval_strategy {self.eval_strategy}; give them the same value, or --save_strategy best")
         self.load_best_model_at_end = True
         self.restore_callback_states_from_checkpoint = True  # a resumed run keeps its patience count
 

@@ -175,7 +175,8 @@ def early_stop_note(trainer_state, metric=None):
         return None
     metric = f"eval_{metric.removeprefix('eval_')}" if metric else "the evaluation metric"
     best = trainer_state.get("best_metric")
-    kept = (f"; the model is the best evaluation's ({metric} {best:.4g} at step {trainer_state.get('best_global_step')})"
+    best_step = trainer_state.get("best_global_step")
+    kept = (f"; the model is the best evaluation's ({metric} {best:.4g} at step {best_step})"
             if isinstance(best, (int, float)) else "")
     return (f"Training stopped early at epoch {trainer_state.get('epoch') or 0:.3g} of "
             f"{trainer_state.get('num_train_epochs')} (step {step} of {steps}): {metric} did not improve for "

