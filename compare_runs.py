@@ -11,12 +11,18 @@ SQuAD's normalization (lower case, no punctuation or articles). --validation_fil
 evaluated on, adds each question, its gold answers, each run's F1 and the context with the gold and both predicted
 spans highlighted.
 
+Whether B is better than A beyond chance: for each headline metric, the difference B - A with its 95% paired-bootstrap
+interval and a p-value (text classification: McNemar's exact test for accuracy, a paired permutation test for F1;
+SQuAD, with --validation_file: a paired permutation test of exact match and F1), written to DIR/comparison.json
+({metric: {a, b, difference, ci_low, ci_high, p_value, test}}) and printed with one sentence each.
+
 Writes DIR/disagreements.tsv and DIR/disagreements.html (open it in a browser: sort, filter, click a row for its
 context), default DIR outputs/compare-<A>-vs-<B>, and prints a summary. Nothing else in DIR is touched, and a
 disagreements.* file there that this command did not write is never replaced.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -24,9 +30,10 @@ from finetune.cli import raise_input_errors, run_main
 from finetune.errors import InputError
 from finetune.outputs import atomic_write_text
 from finetune.report import failure_page
+from finetune.stats import verdict
 from finetune.tasks import TASKS, comparison_headers, tasks_with_predictions
 
-OUTPUT_NAMES = ("disagreements.tsv", "disagreements.html")
+OUTPUT_NAMES = ("disagreements.tsv", "disagreements.html", "comparison.json")
 GENERATOR = "compare_runs.py"  # marks our pages: only those, and our TSVs (comparison_headers), are replaced later
 
 
@@ -63,11 +70,18 @@ def is_ours(path):
         return False
     if path.suffix == ".html":
         return f'<meta name="generator" content="{GENERATOR}">' in start
+    if path.suffix == ".json":  # {metric: {"a", "b", ..., "test"}}
+        try:
+            written = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(written, dict) and all(isinstance(v, dict) and "test" in v for v in written.values())
     return any(start.startswith(header) for header in comparison_headers())
 
 
-def write_outputs(output_dir, tsv, page):
-    """Writes disagreements.tsv and .html, after checking that neither replaces a file of the user's."""
+def write_outputs(output_dir, tsv, page, statistics=None):
+    """Writes disagreements.tsv and .html (and comparison.json), after checking that none replaces a file of the
+    user's."""
     if output_dir.exists() and not output_dir.is_dir():
         raise InputError(f"--output_dir {output_dir} is a file; give a folder (it is created if missing)")
     for name in OUTPUT_NAMES:
@@ -75,8 +89,9 @@ def write_outputs(output_dir, tsv, page):
         if path.is_dir() or path.exists() and not is_ours(path):
             raise InputError(f"{path} exists and was not written by compare_runs.py, so it is left as is; move it or "
                              "choose another --output_dir")
-    paths = [output_dir / name for name in OUTPUT_NAMES]
-    for path, text in zip(paths, (tsv, page)):
+    texts = (tsv, page, json.dumps(statistics, indent=2) + "\n" if statistics else None)
+    paths = [output_dir / name for name, text in zip(OUTPUT_NAMES, texts) if text is not None]
+    for path, text in zip(paths, (text for text in texts if text is not None)):
         atomic_write_text(path, text)
     return paths
 
@@ -104,9 +119,12 @@ def main(argv=None):
     comparison = task_a.compare_folders(path_a, path_b, names, args.validation_file)
     page = failure_page(comparison["title"], intro(names, comparison["summary"]), comparison["columns"],
                         comparison["rows"], generator=GENERATOR, **comparison.get("page_options", {}))
-    written = write_outputs(output_dir, comparison["tsv"], page)
+    statistics = comparison.get("statistics")
+    written = write_outputs(output_dir, comparison["tsv"], page, statistics)
     print(f"A: {args.run_a}\nB: {args.run_b}\n" + "\n".join(comparison["summary"]))
-    print(f"Written: {written[0]} and {written[1]} (open it in a browser)")
+    for name, result in (statistics or {}).items():
+        print(f"{name}: A {result['a']:.4g}, B {result['b']:.4g}; " + verdict(name, result).removeprefix(f"{name}: "))
+    print(f"Written: {', '.join(map(str, written))} (open the .html in a browser)")
 
 
 if __name__ == "__main__":

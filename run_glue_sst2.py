@@ -27,6 +27,7 @@ from finetune.data import cycle_collection_paused, map_in_processes
 from finetune.modeling import check_max_seq_length, check_training_setup, load_model, load_tokenizer_and_config
 from finetune.outputs import atomic_write_text, save_metrics
 from finetune.runs import claim_output_dir
+from finetune.stats import interval_metrics
 from finetune.tasks import classification_reports as reports
 from finetune.tasks.classification_data import (ClassificationTrainingArguments, DataArguments, get_datasets,
                                                  resolve_task, saved_config)
@@ -64,6 +65,8 @@ def evaluate_and_report(trainer, features, dataset, suffix, task):
     prediction (eval_predictions.tsv); MNLI's mismatched set adds _mm to each name."""
     output = trainer.predict(features, metric_key_prefix="eval")
     metrics = {f"{name}{suffix}": value for name, value in {**output.metrics, "eval_samples": len(features)}.items()}
+    intervals = task.intervals(output.predictions, np.asarray(dataset["label"]))  # from these predictions: no new pass
+    metrics.update(interval_metrics({f"{name}{suffix}": interval for name, interval in intervals.items()}))
     trainer.log(metrics)
     trainer.log_metrics("eval", metrics)
     if not trainer.is_world_process_zero():

@@ -29,7 +29,7 @@ from finetune.data import (REPO_DIR, cycle_collection_paused, first_rows, load_h
                            map_in_processes, squad_records)
 from finetune.modeling import check_max_seq_length, check_training_setup, load_model, load_tokenizer_and_config
 from finetune.outputs import atomic_write_json, atomic_write_text, save_metrics
-from finetune.qa_report import failure_html, failure_rows, failure_tsv, squad_scoring
+from finetune.qa_report import failure_html, failure_rows, failure_tsv, squad_intervals, squad_scoring
 from finetune.runs import claim_output_dir
 from finetune.tasks.question_answering import CARDS, METRICS, METRICS_V2, DataArguments, SquadTrainingArguments
 from finetune.trainer import OrderedEvalTrainer, batch_collator, finish_run, train_and_save
@@ -177,10 +177,11 @@ def windows(examples, tokenizer, data_args, training_args):
 
 
 def evaluate_and_report(trainer, examples, data_args):
-    """Metrics (eval_results.json), eval_predictions.json, the failure report, and for v2 the threshold that gives
-    the best F1."""
+    """Metrics with their 95% intervals (eval_results.json), eval_predictions.json, the failure report, and for v2
+    the threshold that gives the best F1."""
     output = trainer.predict(trainer.eval_dataset, metric_key_prefix="eval")
-    metrics = {**output.metrics, "eval_samples": len(examples)}
+    intervals = squad_intervals(examples, output.predictions, data_args.version_2_with_negative)
+    metrics = {**output.metrics, **intervals, "eval_samples": len(examples)}
     trainer.log(metrics)
     trainer.log_metrics("eval", metrics)
     if trainer.is_world_process_zero():

@@ -82,6 +82,14 @@ class TrainingArguments(transformers.TrainingArguments):
         metadata={"help": "Threads for torch's work on the CPU (default: torch's, one per core). 1 is faster for tiny "
                           "models and on a busy machine, where threads wait on each other (the quickstart recipes)."},
     )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop training once --metric_for_best_model has not improved for this many evaluations in a "
+                          "row, and keep the best evaluation's model (needs --eval_strategy epoch or steps; checkpoints "
+                          "are then saved at each evaluation)."})
+    early_stopping_threshold: float | None = field(
+        default=None,
+        metadata={"help": "With --early_stopping_patience: an evaluation improves only by more than this (default 0)."})
     # The speed settings that depend on the hardware: None until resolve_speed_settings() picks for this machine;
     # a recipe key or a command-line flag sets them instead.
     bf16: bool | None = field(default=None, metadata={"help": f"bf16 mixed precision ({FOR_THIS_MACHINE})."})
@@ -100,6 +108,7 @@ class TrainingArguments(transformers.TrainingArguments):
     default_best_metric: ClassVar[str] = "loss"
 
     def __post_init__(self):
+        self.set_up_early_stopping()
         # (the Trainer's strategy enums are str subclasses: SaveStrategy.BEST == "best")
         compares_evaluations = (self.load_best_model_at_end or self.save_strategy == "best"
                                 or self.lr_scheduler_type == "reduce_lr_on_plateau")
@@ -122,6 +131,33 @@ class TrainingArguments(transformers.TrainingArguments):
         if launched_processes() > 1 and self.world_size != launched_processes():
             raise InputError(f"{launched_processes()} processes were launched but they did not join one process group "
                              f"(world size {self.world_size}); check --ddp_backend and the launcher's settings")
+
+    def set_up_early_stopping(self):
+        """--early_stopping_patience compares the evaluations made during training and keeps the best one's model, so
+        that stopping late costs nothing: a checkpoint at each evaluation, the best loaded at the end, and the patience
+        count restored with a checkpoint (the Trainer restores callback states only when told to)."""
+        if self.early_stopping_patience is None:
+            if self.early_stopping_threshold is not None:
+                raise InputError("--early_stopping_threshold applies to --early_stopping_patience, which is not set; "
+                                 "give both, or neither")
+            return
+        if self.early_stopping_patience < 1:
+            raise InputError(f"--early_stopping_patience must be at least 1 (got {self.early_stopping_patience})")
+        if self.early_stopping_threshold is not None and self.early_stopping_threshold < 0:
+            raise InputError(f"--early_stopping_threshold must be 0 or more (got {self.early_stopping_threshold:g})")
+        if not self.do_train:
+            return
+        if self.eval_strategy == "no":
+            raise InputError("--early_stopping_patience stops when the evaluations during training stop improving, and "
+                             "--eval_strategy no makes none: set --eval_strategy epoch or steps (and a validation set)")
+        if self.save_strategy == "no":  # save where it evaluates: the best evaluation's model must be on disk
+            self.save_strategy, self.save_steps = self.eval_strategy, self.eval_steps or self.logging_steps
+        elif self.save_strategy not in (self.eval_strategy, "best"):
+            raise InputError(f"--early_stopping_patience keeps the best evaluation's model, which needs a checkpoint "
+                             f"at each evaluation: --save_strategy {self.save_strategy} does not match "
+                             f"--eval_strategy {self.eval_strategy}; give them the same value, or --save_strategy best")
+        self.load_best_model_at_end = True
+        self.restore_callback_states_from_checkpoint = True  # a resumed run keeps its patience count
 
     def resolve_speed_settings(self):
         """Sets each speed setting that neither the recipe nor the command line set (see speed_settings)."""

@@ -34,6 +34,7 @@ class TaskCard:
     tags: tuple
     usage: str
     details: str = ""  # a sentence on what the model reads and predicts (its labels)
+    examples: str = "examples"  # what the evaluation's examples are, for "(95% CI ..., 872 sentences)"
 
     def usage_snippet(self, repo_id):
         return self.usage.replace("{repo_id}", repo_id)
@@ -143,6 +144,46 @@ def find_metric(metrics, name):
     return None
 
 
+def find_interval(metrics, name):
+    """(low, high) of a metric's 95% interval (eval_<metric>_ci_low / _ci_high), or None."""
+    for alias in METRIC_ALIASES.get(name, [name]):
+        ends = [metrics.get(f"eval_{alias}_ci_{end}") for end in ("low", "high")]
+        if all(isinstance(end, (int, float)) for end in ends):
+            return float(ends[0]), float(ends[1])
+    return None
+
+
+def result_line(task, metric, pretty, value, metrics):
+    """"- F1: 88.1234 (95% CI 87.5012–88.7321, 10,570 questions)": the interval when the evaluation stated one."""
+    interval, count = find_interval(metrics, metric), metrics.get("eval_samples")
+    if interval is None:
+        return f"- {pretty}: {value:.4f}"
+    noun = task.examples
+    counted = f", {count:,} {noun}" if isinstance(count, int) else ""
+    return f"- {pretty}: {value:.4f} (95% CI {interval[0]:.4f}–{interval[1]:.4f}{counted})"
+
+
+def early_stop_note(trainer_state, metric=None):
+    """One sentence when early stopping ended the training before its planned end, else None."""
+    stopper = (trainer_state.get("stateful_callbacks") or {}).get("EarlyStoppingCallback")
+    stopper = stopper[-1] if isinstance(stopper, list) and stopper else stopper
+    if not isinstance(stopper, dict):
+        return None
+    patience = (stopper.get("args") or {}).get("early_stopping_patience")
+    waited = (stopper.get("attributes") or {}).get("early_stopping_patience_counter", 0)
+    step, steps = trainer_state.get("global_step") or 0, trainer_state.get("max_steps") or 0
+    if not patience or waited < patience or step >= steps:
+        return None
+    metric = f"eval_{metric.removeprefix('eval_')}" if metric else "the evaluation metric"
+    best = trainer_state.get("best_metric")
+    best_step = trainer_state.get("best_global_step")
+    kept = (f"; the model is the best evaluation's ({metric} {best:.4g} at step {best_step})"
+            if isinstance(best, (int, float)) else "")
+    return (f"Training stopped early at epoch {trainer_state.get('epoch') or 0:.3g} of "
+            f"{trainer_state.get('num_train_epochs')} (step {step} of {steps}): {metric} did not improve for "
+            f"{patience} evaluation{'s' * (patience > 1)} in a row{kept}.")
+
+
 def read_json(path):
     try:
         return json.loads(Path(path).read_text())
@@ -193,7 +234,8 @@ def training_results_table(log_history):
             last_train_loss = f"{entry['loss']:.4f}"
         if any(k.startswith("eval_") and k not in skipped[1:] for k in entry):
             for key in entry:
-                if key.startswith("eval_") and key not in skipped and key not in metric_names:
+                if (key.startswith("eval_") and key not in skipped and key not in metric_names
+                        and not key.endswith(("_ci_low", "_ci_high"))):  # the results section quotes the intervals
                     metric_names.append(key)
             rows.append((last_train_loss, entry))
     if not rows:
@@ -317,11 +359,16 @@ def build_model_card(output_dir, repo_id, task, model_name_or_path=None, config_
                      + (f" and {files_read}" if files_read else ""))
     else:
         data_text = files_read or "local data files"
-    results = "\n".join(f"- {r.metric_name}: {r.metric_value:.4f}" for r in eval_results) or "- (no evaluation was run)"
+    results = "\n".join(result_line(task, r.metric_type, r.metric_name, r.metric_value, metrics)
+                        for r in eval_results) or "- (no evaluation was run)"
     threshold = (read_json(output_dir / "config.json") or {}).get("null_score_diff_threshold")
     if threshold is not None:  # a question-answering model that can say "no answer"
         results += (f"\n- No-answer threshold: {threshold!r} (the answer is \"\" when the no-answer score beats the best "
                     "answer's by more; the value of the best F1 on the evaluation set, used by default)")
+
+    stopped = early_stop_note(trainer_state, getattr(training_args, "metric_for_best_model", None))
+    if stopped:
+        results += f"\n\n{stopped}"
 
     sections = [
         f"---\n{card_data.to_yaml()}\n---",

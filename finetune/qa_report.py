@@ -11,6 +11,7 @@ import numpy as np
 
 from finetune.data import REPO_DIR, tsv_cell
 from finetune.report import failure_page
+from finetune.stats import interval_metrics, score_intervals
 from utils_qa import ContextOffsets, column
 
 COLUMNS = [  # (key, heading) of the TSV and the page, in order
@@ -19,7 +20,8 @@ COLUMNS = [  # (key, heading) of the TSV and the page, in order
     ("gold_in_windows", "windows with gold"), ("predicted_window", "prediction's window"),
     ("context_tokens", "context tokens"),
 ]
-SCORES = ("exact_match", "f1", "exact", "best_f1")  # the metrics the page's introduction quotes
+SCORES = ("exact_match", "f1", "exact", "best_f1")
+METRICS = ("exact_match", "f1")  # the metrics the page's introduction quotes
 
 
 def squad_scoring(version_2=False):
@@ -30,6 +32,35 @@ def squad_scoring(version_2=False):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def question_scores(examples, answers, version_2=False):
+    """{metric: each question's score (0-100), in the order of examples (a Dataset or a list of records)}, scored
+    as metrics/squad (exact_match, f1) or metrics/squad_v2 (exact, f1; the evaluation leaves its no-answer
+    threshold at 1, which changes no answer)."""
+    scoring = squad_scoring(version_2)
+    golds = {qid: answer["text"] for qid, answer in zip(column(examples, "id"), column(examples, "answers"))}
+    if version_2:
+        exact, f1 = scoring.raw_scores(answers, golds)
+        pairs, names = [(exact[qid], f1[qid]) for qid in golds], ("exact", "f1")
+    else:
+        pairs, names = [scoring.question_scores(answers[qid], texts) for qid, texts in golds.items()], METRICS
+    scores = 100.0 * np.array(pairs, dtype=float).reshape(-1, 2)
+    return {name: scores[:, i] for i, name in enumerate(names)}
+
+
+def squad_intervals(examples, answers, version_2=False, prefix="eval"):
+    """The 95% bootstrap intervals (over questions) of the evaluation's headline metrics, as eval_results.json keys
+    (eval_f1_ci_low, ...); for v2 also those of the questions with and without an answer (HasAns_f1, ...)."""
+    scores = question_scores(examples, answers, version_2)
+    intervals = score_intervals(scores)
+    if version_2:
+        answerable = np.array([bool(answer["text"]) for answer in column(examples, "answers")])
+        for group, rows in (("HasAns_", answerable), ("NoAns_", ~answerable)):
+            if rows.any():
+                intervals.update({group + name: interval for name, interval in score_intervals(
+                    {name: values[rows] for name, values in scores.items()}).items()})
+    return interval_metrics(intervals, prefix)
 
 
 def failure_rows(examples, features, answers, spans, tokenizer, f1_score):

@@ -47,6 +47,8 @@ TRAINING_SETTINGS = ("learning_rate", "num_train_epochs", "max_steps", "seed", "
                      "warmup_steps", "lr_scheduler_type", "lr_scheduler_kwargs", "adam_beta1", "adam_beta2",
                      "adam_epsilon", "max_grad_norm", "label_smoothing_factor", "train_sampling_strategy",
                      "load_best_model_at_end", "metric_for_best_model")
+# ... recorded only when set, so that the record of a run without them stays what it was
+OPTIONAL_SETTINGS = ("early_stopping_patience", "early_stopping_threshold")
 # Data arguments that leave the trained weights as they are: speed, and what only evaluation or prediction reads
 NOT_DEFINING = {"preprocessing_num_workers", "pad_to_max_length", "null_score_diff_threshold", "n_best_size",
                 "max_answer_length", "max_predict_samples", "dataset_name", "dataset_config_name",
@@ -99,6 +101,9 @@ def run_definition(training_args, model_args, data_args):
     for name in TRAINING_SETTINGS:
         if hasattr(training_args, name):
             definition[name] = plain(getattr(training_args, name))
+    for name in OPTIONAL_SETTINGS:
+        if getattr(training_args, name, None) is not None:
+            definition[name] = getattr(training_args, name)
     definition["effective_batch_size"] = (training_args.per_device_train_batch_size
                                           * training_args.gradient_accumulation_steps * max(training_args.world_size, 1))
     # the fused and foreach variants of an optimizer compute the same update, faster

@@ -2,6 +2,7 @@
 during training filtered, a diverged run stopped before it saves or evaluates), the batch collator, training and
 saving, and the end of a run (card, push, timings)."""
 
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -9,12 +10,12 @@ from pathlib import Path
 import pyarrow
 import pyarrow.compute
 import torch
-from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from finetune.card import early_stop_note, read_json
 from finetune.errors import InputError, known_tokens, scrub
-from finetune.card import read_json
 from finetune.hub import CARD_FALLBACK, IGNORE_PATTERNS, describe_push_error, push_output_dir, save_model_card
 from finetune.outputs import CHECKPOINT_NAME, save_metrics
 
@@ -80,6 +81,9 @@ class OrderedEvalTrainer(Trainer):
         self.finite_at_step = 0  # the last step at which the loss and the weights were checked and finite
         self.saved_checkpoint = None  # the last checkpoint this run saved (each after the check)
         self.add_callback(DivergenceCheck(self))
+        if self.args.early_stopping_patience and self.args.do_train:
+            self.add_callback(EarlyStoppingCallback(self.args.early_stopping_patience,
+                                                    self.args.early_stopping_threshold or 0.0))
 
     def training_step(self, *args, **kwargs):
         if self.replays_cuda_graphs:
@@ -250,6 +254,7 @@ def train_and_save(trainer, resume_from, train_samples):
     callbacks.insert(bars[0] if bars else len(callbacks), StartSummary(train_samples))
     result = trainer.train(resume_from_checkpoint=resume_from)  # (check_training_setup: the checkpoint fits)
     trainer.save_model(_internal_call=True)  # no Trainer push here: ours, at the end, carries our model card
+    record_early_stopping(trainer)
     trainer.save_state()
     earlier = read_json(Path(trainer.args.output_dir) / "train_results.json")
     if resumed_step == trainer.state.global_step and earlier:
@@ -260,6 +265,17 @@ def train_and_save(trainer, resume_from, train_samples):
     if trainer.is_world_process_zero():
         save_metrics(trainer.args.output_dir, "train", metrics)
     return metrics
+
+
+def record_early_stopping(trainer):
+    """The final trainer_state.json carries the patience count as training left it (the Trainer updates it only in
+    checkpoints), for the card; the console says when and why training stopped early."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, EarlyStoppingCallback):
+            trainer.state.stateful_callbacks["EarlyStoppingCallback"] = callback.state()
+    note = early_stop_note(dataclasses.asdict(trainer.state), trainer.args.metric_for_best_model)
+    if note and trainer.is_world_process_zero():
+        print(note)
 
 
 def finish_run(trainer, task_card, model_args, data_args, metrics, clock):

@@ -153,6 +153,17 @@ def test_eval_accuracy_equals_the_count_of_failures(quickstart_run):
     assert all_results["eval_accuracy"] == results["eval_accuracy"] and "train_loss" in all_results
 
 
+def test_every_metric_has_a_bootstrap_interval_close_to_the_binomial_one(quickstart_run):
+    results = json.loads((quickstart_run / "eval_results.json").read_text())
+    for name in ("accuracy", "f1"):
+        assert results[f"eval_{name}_ci_low"] <= results[f"eval_{name}_ci_high"]
+        assert results[f"eval_{name}_ci_low"] <= results[f"eval_{name}"] <= results[f"eval_{name}_ci_high"]
+    p, n = results["eval_accuracy"], results["eval_samples"]
+    binomial = 2 * 1.96 * (p * (1 - p) / n) ** 0.5
+    assert 0.7 * binomial < results["eval_accuracy_ci_high"] - results["eval_accuracy_ci_low"] < 1.3 * binomial
+    assert "(95% CI " in (quickstart_run / "README.md").read_text()
+
+
 def test_failure_report_lists_mistakes_most_confident_first(quickstart_run):
     failures = read_tsv(quickstart_run / "eval_failures.tsv")
     dev = {i: row for i, row in enumerate(finetune.data.read_records(SAMPLE_DIR / "sst2_dev.tsv"))}

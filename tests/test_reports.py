@@ -3,6 +3,7 @@ by the functions the scripts use, or by hand."""
 
 import html.parser
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -210,6 +211,27 @@ def test_compare_sst2_lists_the_disagreements_with_both_predictions(sst2_pair, t
     assert f"A {accuracy_a:.4f}" in out and f"A is right on {right_a} and B on {5 - right_a}." in out
 
 
+def test_compare_states_whether_the_difference_is_beyond_noise(sst2_pair, tmp_path, capsys):
+    a, b, flipped, probabilities, probabilities_b, labels, _ = sst2_pair
+    code, out, err = run_compare(a, a, "--output_dir", tmp_path / "same", capsys=capsys)
+    assert code == 0, err
+    same = json.loads((tmp_path / "same/comparison.json").read_text())
+    assert set(same) == {"accuracy", "f1"}
+    assert all(r["difference"] == 0 and r["p_value"] == 1 for r in same.values())
+    assert same["accuracy"]["test"] == "McNemar exact test"
+    code, out, err = run_compare(a, b, "--output_dir", tmp_path / "cmp", capsys=capsys)
+    assert code == 0, err
+    result = json.loads((tmp_path / "cmp/comparison.json").read_text())["accuracy"]
+    right_a, right_b = probabilities.argmax(1) == labels, probabilities_b.argmax(1) == labels
+    assert (result["a"], result["b"]) == (pytest.approx(right_a.mean()), pytest.approx(right_b.mean()))
+    assert result["difference"] == pytest.approx(right_b.mean() - right_a.mean())
+    assert result["ci_low"] <= result["difference"] <= result["ci_high"]
+    only_a, only_b = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())  # 5 flips: e.g. 3 and 2
+    tail = sum(math.comb(only_a + only_b, k) for k in range(min(only_a, only_b) + 1))
+    assert result["p_value"] == pytest.approx(min(1, 2 * tail / 2 ** (only_a + only_b)))
+    assert "accuracy: A " in out and "not larger than this evaluation set's noise" in out
+
+
 def test_compare_replaces_only_its_own_files(sst2_pair, tmp_path, capsys):
     a, b, *_ = sst2_pair
     output_dir = tmp_path / "mine"
@@ -260,6 +282,9 @@ def test_compare_squad_scores_and_highlights_the_differing_answers(tmp_path, cap
     assert "Compared 4 questions: A and B answer 3 of them differently" in out
     assert "A 50.00 / 62.50, B 50.00 / 50.00" in out  # EM and F1 over the 4 questions
     assert "A is exactly right on 1, B on 1, both (different gold answers) on 0, neither on 1." in out
+    statistics = json.loads((tmp_path / "cmp/comparison.json").read_text())
+    assert statistics["exact_match"]["a"] == pytest.approx(50) and statistics["f1"]["a"] == pytest.approx(62.5)
+    assert statistics["f1"]["difference"] == pytest.approx(50 - 62.5)
 
 
 def test_compare_squad_without_the_validation_file_lists_the_answers(tmp_path, capsys):

@@ -8,6 +8,7 @@ from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, report_data, run_main_in_
 
 import run_squad
 from finetune.qa_report import squad_scoring
+from finetune.stats import score_intervals
 
 QUICKSTART = str(REPO_DIR / "recipes/squad/quickstart.yaml")
 FAST = ["--num_train_epochs", "2", "--max_train_samples", "96", "--logging_steps", "5"]
@@ -52,6 +53,22 @@ def test_train_eval_predict_writes_results_predictions_and_failures(quickstart_r
     assert set(json.loads((quickstart_run / "predict_predictions.json").read_text())) == test_ids
     assert (quickstart_run / "model.safetensors").exists() and (quickstart_run / "train_results.json").exists()
     assert not list(quickstart_run.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_each_headline_metric_has_the_bootstrap_interval_of_its_questions(quickstart_run):
+    results = json.loads((quickstart_run / "eval_results.json").read_text())
+    predictions = json.loads((quickstart_run / "eval_predictions.json").read_text())
+    scoring = squad_scoring()
+    scores = [scoring.question_scores(predictions[r["id"]], r["answers"]["text"])
+              for r in run_squad.load_squad_file(SAMPLE_DIR / "squad_dev.json")]
+    expected = score_intervals({"exact_match": [100 * em for em, _ in scores], "f1": [100 * f1 for _, f1 in scores]})
+    for name in ("exact_match", "f1"):
+        low, high = results[f"eval_{name}_ci_low"], results[f"eval_{name}_ci_high"]
+        assert (low, high) == expected[name] and low < results[f"eval_{name}"] < high
+    card = (quickstart_run / "README.md").read_text()
+    assert (f"- F1: {results['eval_f1']:.4f} (95% CI {results['eval_f1_ci_low']:.4f}–"
+            f"{results['eval_f1_ci_high']:.4f}, {results['eval_samples']} questions)") in card
+    assert "Ci Low" not in card  # the training results table leaves the intervals to the results section
 
 
 def read_failures(output_dir):
@@ -116,6 +133,8 @@ def test_v2_eval_from_the_trained_folder_reports_squad_v2_keys(quickstart_run, t
     results = json.loads((tmp_path / "eval_results.json").read_text())
     expected = {"eval_exact", "eval_f1", "eval_HasAns_f1", "eval_NoAns_f1", "eval_best_f1", "eval_best_f1_thresh"}
     assert expected <= set(results)
+    for name in ("exact", "f1", "HasAns_f1", "NoAns_exact"):
+        assert results[f"eval_{name}_ci_low"] <= results[f"eval_{name}"] <= results[f"eval_{name}_ci_high"]
     null_odds = json.loads((tmp_path / "eval_null_odds.json").read_text())
     assert len(set(null_odds.values())) > 1  # real per-question odds, not a constant
     assert results["eval_best_f1"] >= results["eval_f1"]

@@ -2,9 +2,15 @@
 .html (the mistakes, most confident first; a regression's examples, largest error first), predict_results.tsv, and
 where two runs' eval_predictions.tsv disagree (compare_runs.py). A pair's second text is a column of its own."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from finetune.errors import InputError
+from finetune.metric_arrays import regression_metric
+from finetune.stats import compare_classification, paired_comparison
+from finetune.tasks.classification_metrics import REGRESSION_METRICS, f1_average
 from finetune.data import read_records, tsv_cell
 from finetune.report import failure_page
 
@@ -194,4 +200,30 @@ def compare_folders(path_a, path_b, names, validation_file=None):
     is not needed)."""
     a, b = read_predictions(path_a), read_predictions(path_b)
     check_same_examples(a, b, path_a, path_b)
-    return compare(a, b, names)
+    return {**compare(a, b, names), "statistics": statistics(a, b, label_order(path_a.parent))}
+
+
+def label_order(folder):
+    """The label names in id order from the run's config.json (binary F1 is class 1's), or None."""
+    try:
+        id2label = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")).get("id2label") or {}
+        return [id2label[key] for key in sorted(id2label, key=int)]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def statistics(a, b, names=None):
+    """{metric: the paired comparison of B against A} over the same examples: accuracy with McNemar's exact test, F1
+    (and a regression's correlations) with a paired permutation test."""
+    indices = sorted(a)
+    if "error" in a[indices[0]]:
+        gold = np.array([a[i]["gold"] for i in indices])
+        predicted = [np.array([run[i]["predicted"] for i in indices]) for run in (a, b)]
+        return paired_comparison(regression_metric(REGRESSION_METRICS), [gold], [predicted[0]], [predicted[1]])
+    seen = sorted({run[i][column] for run in (a, b) for i in indices for column in ("gold", "predicted")})
+    names = names if names and set(seen) <= set(names) else seen
+    ids = {name: i for i, name in enumerate(names)}
+    gold = np.array([ids[a[i]["gold"]] for i in indices])
+    predicted_a, predicted_b = (np.array([ids[run[i]["predicted"]] for i in indices]) for run in (a, b))
+    return compare_classification(gold, predicted_a, predicted_b, ("accuracy", "f1"), max(len(names), 2),
+                                  f1_average(max(len(names), 2)))

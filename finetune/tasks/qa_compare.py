@@ -4,9 +4,12 @@ context and the gold and both predicted spans for the page."""
 
 import json
 
+import numpy as np
+
 from finetune.errors import InputError
 from finetune.data import load_squad_file, read_text, tsv_cell
 from finetune.qa_report import squad_scoring
+from finetune.stats import compare_scores
 
 RERUN = "it is written by an evaluation (--do_eval): evaluate the run again, or fix that row"
 HEADERS = {"squad": "id\tgold\tA_answer\tA_f1\tB_answer\tB_f1\tright\tquestion", "squad_unscored": "id\tA_answer\tB_answer"}
@@ -55,8 +58,8 @@ def compare_squad(a, b, names, questions=None):
     if questions is None:
         rows = [{"id": qid, "a": a[qid], "b": b[qid]} for qid in differ]
         lines = [HEADERS["squad_unscored"]] + [f"{qid}\t{tsv_cell(a[qid])}\t{tsv_cell(b[qid])}" for qid in differ]
-        summary.append("Give --validation_file (the SQuAD file both were evaluated on) to score them and see which "
-                       "is right.")
+        summary.append("Give --validation_file (the SQuAD file both were evaluated on) to score them, see which is "
+                       "right, and test whether the difference is beyond this evaluation set's noise.")
         columns = [("id", "id"), ("a", "A answer"), ("b", "B answer")]
         return {"title": f"SQuAD: where {names[0]} and {names[1]} answer differently", "rows": rows,
                 "columns": columns, "tsv": "\n".join(lines) + "\n", "summary": summary}
@@ -67,13 +70,14 @@ def compare_squad(a, b, names, questions=None):
             return (float(not metric.normalize_answer(answer)),) * 2
         return metric.question_scores(answer, golds)
 
-    totals, rows = {"a": [0.0, 0.0], "b": [0.0, 0.0]}, []
+    totals, rows, per_question = {"a": [0.0, 0.0], "b": [0.0, 0.0]}, [], {"a": [], "b": []}
     for qid in a:
         record, golds = questions[qid], questions[qid]["answers"]["text"]
         result = {run: scores(answers[qid], golds) for run, answers in (("a", a), ("b", b))}
         for run, (exact, f1) in result.items():
             totals[run][0] += exact
             totals[run][1] += f1
+            per_question[run].append((100 * exact, 100 * f1))
         if qid not in differ:
             continue
         right = {(1, 1): "both", (1, 0): "A", (0, 1): "B", (0, 0): "neither"}[(result["a"][0], result["b"][0])]
@@ -100,7 +104,9 @@ def compare_squad(a, b, names, questions=None):
     columns = [("id", "id"), ("question", "question"), ("gold", "gold"), ("a", "A answer"), ("a_f1", "A F1"),
                ("b", "B answer"), ("b_f1", "B F1"), ("right", "right")]
     return {"title": f"SQuAD: where {names[0]} and {names[1]} answer differently", "rows": rows, "columns": columns,
-            "tsv": "\n".join(lines) + "\n", "summary": summary,
+            "tsv": "\n".join(lines) + "\n", "summary": summary, "statistics": compare_scores(
+                *({"exact_match": np.array(per_question[run])[:, 0], "f1": np.array(per_question[run])[:, 1]}
+                  for run in ("a", "b"))),
             "page_options": {"text_key": "context", "span_labels": {"a": f"A ({names[0]})", "b": f"B ({names[1]})"}}}
 
 

@@ -38,7 +38,8 @@ CARDS = {
     version_2: TaskCard(
         name=name, pipeline_tag="question-answering", task_name="Question Answering", dataset_id=f"rajpurkar/{name}",
         dataset_config=None, dataset_title=title, metrics=(("exact_match", "Exact Match"), ("f1", "F1")),
-        tags=("question-answering", name, "bert"), usage=USAGE)
+        tags=("question-answering", name, "bert"), usage=USAGE,
+        examples="questions")
     for version_2, name, title in ((False, "squad", "SQuAD v1.1"), (True, "squad_v2", "SQuAD v2.0"))
 }
 

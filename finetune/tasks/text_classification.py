@@ -9,7 +9,10 @@ from transformers import AutoModelForSequenceClassification
 
 from finetune.card import TaskCard
 from finetune.tasks import classification_reports as reports
-from finetune.tasks.classification_metrics import classification_scores, per_class_report, regression_scores
+from finetune.metric_arrays import regression_metric
+from finetune.stats import bootstrap_intervals, classification_intervals
+from finetune.tasks.classification_metrics import (REGRESSION_METRICS, classification_scores, f1_average,
+                                                   per_class_report, regression_scores)
 
 AUTO_CLASS = AutoModelForSequenceClassification
 ARCHITECTURE_SUFFIX = "ForSequenceClassification"  # how a saved config.json shows this task
@@ -80,8 +83,22 @@ class ClassificationTask:
         if self.regression:
             return regression_scores(prediction.predictions.reshape(-1), prediction.label_ids)
         scores = classification_scores(prediction.predictions.argmax(-1), prediction.label_ids, len(self.label_names))
-        reported = {"accuracy", "f1", *(name for name, _ in self.metrics)}  # MCC where the task reports it (CoLA)
-        return {name: value for name, value in scores.items() if name in reported}
+        return {name: scores[name] for name in self.reported_metrics()}
+
+    def reported_metrics(self):
+        """The metrics each evaluation reports: accuracy and F1, and Matthews correlation where the task's is (CoLA);
+        a regression's correlations."""
+        if self.regression:
+            return REGRESSION_METRICS
+        return ("accuracy", "f1", *(name for name, _ in self.metrics if name == "matthews_correlation"))
+
+    def intervals(self, logits, references):
+        """{metric: (low, high)}, the 95% bootstrap interval over the evaluated examples of each reported metric."""
+        if self.regression:
+            return bootstrap_intervals(regression_metric(REGRESSION_METRICS), (references, logits.reshape(-1)),
+                                       vectorized=True)
+        n = len(self.label_names)
+        return classification_intervals(references, logits.argmax(-1), self.reported_metrics(), n, f1_average(n))
 
     def metric_names(self):
         """What --metric_for_best_model may name: the evaluation's loss and metrics."""
@@ -128,7 +145,8 @@ def task_card(task):
         dataset_id=GLUE_DATASET if glue_id else task.name, dataset_config=glue_id or None,
         dataset_title=task.glue.title if task.glue else "your data", metrics=task.metrics,
         tags=("text-classification", *([task.name] if glue_id else []), "bert"), usage=usage,
-        details=f"It reads {inputs} and predicts {labels}.")
+        details=f"It reads {inputs} and predicts {labels}.",
+        examples="sentence pairs" if task.pair else "sentences" if task.glue else "texts")
 
 
 def recognise(config):
