@@ -25,7 +25,8 @@ import yaml
 
 from finetune.card import read_json
 from finetune.cli import RECIPE_SUFFIXES, InputError, RecipeLoader, run_main
-from finetune.outputs import RUN_RECORD, atomic_write_json, atomic_write_text
+from finetune.outputs import atomic_write_json, atomic_write_text
+from finetune.runs import RUN_RECORD
 from finetune.runs import fingerprint
 from finetune.seed_summary import save_strip_chart, summarize, summary_table
 

@@ -20,7 +20,7 @@ from transformers import HfArgumentParser
 from transformers.hf_argparser import string_to_bool
 
 from finetune.errors import HUB_TOKEN, REDACTED, InputError, scrub, this_run
-from finetune.outputs import is_complete_checkpoint, run_checkpoints
+from finetune.runs import is_complete_checkpoint, run_checkpoints
 
 logger = logging.getLogger(__name__)
 RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -67,7 +67,7 @@ def disk_full_error(error):
 
 def disk_full_message(error):
     """What was kept and what to do, in one line. Files are written atomically and a checkpoint counts once it is
-    complete (finetune.outputs.is_complete_checkpoint), so what is complete stays complete."""
+    complete (finetune.runs.is_complete_checkpoint), so what is complete stays complete."""
     written = f" while writing {error.filename}" if error.filename else ""
     message = ("the disk is full" if error.errno == errno.ENOSPC else "the disk quota is used up") + written
     output_dir = this_run["output_dir"]

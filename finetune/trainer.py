@@ -17,7 +17,8 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from finetune.card import early_stop_note, read_json
 from finetune.errors import InputError, known_tokens, scrub
 from finetune.hub import CARD_FALLBACK, IGNORE_PATTERNS, describe_push_error, push_output_dir, save_model_card
-from finetune.outputs import CHECKPOINT_NAME, save_metrics
+from finetune.outputs import save_metrics
+from finetune.runs import CHECKPOINT_NAME
 
 logger = logging.getLogger(__name__)
 

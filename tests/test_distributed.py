@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_python
 
 import finetune.cli
-import finetune.outputs
+import finetune.runs
 
 # Runs a script under torchrun like `torchrun ... SCRIPT ARGS`, and records every file operation that a process other
 # than rank 0 makes inside $WATCH_DIR (Python's audit hooks see open() for writing, os.open, renames, mkdir, removes;
@@ -84,9 +84,9 @@ def rank_1_writes_beyond_its_rng_state(operations):
     for operation in operations:
         event, path = operation.split(" ", 1)
         name = os.path.basename(path)
-        if event == "os.mkdir" and (path == "" or finetune.outputs.CHECKPOINT_NAME.fullmatch(name)):
+        if event == "os.mkdir" and (path == "" or finetune.runs.CHECKPOINT_NAME.fullmatch(name)):
             continue
-        if event == "open" and name == "rng_state_1.pth" and finetune.outputs.CHECKPOINT_NAME.fullmatch(os.path.dirname(path)):
+        if event == "open" and name == "rng_state_1.pth" and finetune.runs.CHECKPOINT_NAME.fullmatch(os.path.dirname(path)):
             continue
         allowed.append(operation)
     return allowed
@@ -141,7 +141,7 @@ def test_glue_sst2_two_processes_train_eval_predict_and_only_rank_0_writes(sst2_
     assert any(op.endswith("eval_results.json") for op in writes[0])
     for name in ("model.safetensors", "eval_results.json", "eval_failures.tsv", "predict_results.tsv"):
         assert (output_dir / name).exists(), name
-    assert finetune.outputs.is_complete_checkpoint(output_dir / "checkpoint-24")
+    assert finetune.runs.is_complete_checkpoint(output_dir / "checkpoint-24")
     state = json.loads((output_dir / "trainer_state.json").read_text())
     assert state["global_step"] == 24 and state["train_batch_size"] == 16
     assert state["epoch"] == pytest.approx(24 / 19, abs=1e-3)  # two processes share each epoch: a real world of 2

@@ -17,6 +17,7 @@ import finetune.arguments
 import finetune.cli
 import finetune.modeling
 import finetune.outputs
+import finetune.runs
 import run_glue_sst2
 
 # 600 training rows / batch 32 = 19 steps an epoch: resuming from checkpoint-16 crosses an epoch boundary, so both
@@ -96,7 +97,7 @@ def test_kill_9_while_saving_then_the_same_command_resumes_to_the_same_result(un
         while "HANGING WHILE SAVING" not in log.read_text():
             assert process.poll() is None and time.time() < deadline, log.read_text()[-3000:]
             time.sleep(0.1)
-        assert finetune.outputs.is_complete_checkpoint(output_dir / "checkpoint-16")
+        assert finetune.runs.is_complete_checkpoint(output_dir / "checkpoint-16")
     finally:
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
@@ -104,7 +105,7 @@ def test_kill_9_while_saving_then_the_same_command_resumes_to_the_same_result(un
     # what the crash left: a complete checkpoint-16 and a half-written checkpoint-24, no final model
     assert (output_dir / "checkpoint-24" / "model.safetensors").exists()
     assert not (output_dir / "checkpoint-24" / "trainer_state.json").exists()
-    assert not finetune.outputs.is_complete_checkpoint(output_dir / "checkpoint-24")
+    assert not finetune.runs.is_complete_checkpoint(output_dir / "checkpoint-24")
     assert not (output_dir / "model.safetensors").exists()
 
     rerun = run_python(*command)
@@ -112,7 +113,7 @@ def test_kill_9_while_saving_then_the_same_command_resumes_to_the_same_result(un
     assert "Skipping" in rerun.stderr and "checkpoint-24" in rerun.stderr
     assert f"Resuming from {output_dir / 'checkpoint-16'}" in rerun.stderr
     assert_same_result(output_dir, uninterrupted_run)
-    assert finetune.outputs.is_complete_checkpoint(output_dir / "checkpoint-24")  # rewritten in full this time
+    assert finetune.runs.is_complete_checkpoint(output_dir / "checkpoint-24")  # rewritten in full this time
 
 
 def test_resume_from_checkpoint_path_gives_the_same_result(uninterrupted_run, tmp_path, capsys):
@@ -135,19 +136,19 @@ def test_a_truncated_trainer_state_is_skipped_and_the_newest_complete_checkpoint
     state.write_text(text[: len(text) // 2])  # killed while writing trainer_state.json
     (output_dir / "checkpoint-16" / "model.safetensors").unlink()  # a checkpoint without weights is no checkpoint
     args = training_args(output_dir)
-    assert finetune.outputs.checkpoint_to_resume(args) == str(output_dir / "checkpoint-8")
+    assert finetune.runs.checkpoint_to_resume(args) == str(output_dir / "checkpoint-8")
     args = training_args(output_dir, "--resume_from_checkpoint", output_dir / "checkpoint-24")
     with pytest.raises(finetune.cli.InputError, match="not a complete checkpoint"):
-        finetune.outputs.checkpoint_to_resume(args)
+        finetune.runs.checkpoint_to_resume(args)
     args = training_args(output_dir, "--resume_from_checkpoint", tmp_path / "nowhere")
     with pytest.raises(finetune.cli.InputError, match="no such folder"):
-        finetune.outputs.checkpoint_to_resume(args)
+        finetune.runs.checkpoint_to_resume(args)
 
 
 def test_a_run_killed_while_saving_its_first_checkpoint_starts_again(tmp_path):
     (tmp_path / "checkpoint-8").mkdir()
     (tmp_path / "checkpoint-8" / "config.json").write_text("{}")
-    assert finetune.outputs.checkpoint_to_resume(training_args(tmp_path)) is None
+    assert finetune.runs.checkpoint_to_resume(training_args(tmp_path)) is None
 
 
 @pytest.mark.parametrize("half_written_checkpoint", [False, True])
@@ -159,10 +160,10 @@ def test_a_squad_run_killed_after_an_evaluation_before_its_first_checkpoint_star
         (tmp_path / name).write_text("{}")
     if half_written_checkpoint:
         (tmp_path / "checkpoint-15").mkdir()
-    assert finetune.outputs.checkpoint_to_resume(training_args(tmp_path)) is None
+    assert finetune.runs.checkpoint_to_resume(training_args(tmp_path)) is None
     (tmp_path / "notes.txt").write_text("mine")  # a file of the user's: refused as before
     with pytest.raises(finetune.cli.InputError, match="is not empty and holds no checkpoint to resume"):
-        finetune.outputs.checkpoint_to_resume(training_args(tmp_path))
+        finetune.runs.checkpoint_to_resume(training_args(tmp_path))
 
 
 @pytest.mark.parametrize("max_shard_size", [None, "40KB"])  # one weights file, or an index and shards
@@ -205,7 +206,7 @@ def test_a_checkpoint_with_another_head_or_tied_weights(tmp_path):
 
 
 def test_rerunning_a_finished_run_picks_its_last_checkpoint(uninterrupted_run):
-    assert finetune.outputs.checkpoint_to_resume(training_args(uninterrupted_run)) == str(uninterrupted_run / "checkpoint-30")
+    assert finetune.runs.checkpoint_to_resume(training_args(uninterrupted_run)) == str(uninterrupted_run / "checkpoint-30")
 
 
 def test_resuming_another_models_checkpoint_is_one_error_line(uninterrupted_run, tmp_path, capsys):
@@ -286,11 +287,11 @@ def test_overwrite_with_save_total_limit_rotates_only_checkpoints_a_run_record_v
     """Starting over may rotate away the earlier run's checkpoints; without a record they may be anyone's copies."""
     overwrite = training_args(uninterrupted_run, "--overwrite_output_dir", "--save_total_limit", 2)
     with pytest.raises(finetune.cli.InputError, match=r"checkpoints \(checkpoint-30, ...\) that no run record"):
-        finetune.outputs.checkpoint_to_resume(overwrite)
-    assert finetune.outputs.checkpoint_to_resume(overwrite, recorded=True) is None  # a fresh start
+        finetune.runs.checkpoint_to_resume(overwrite)
+    assert finetune.runs.checkpoint_to_resume(overwrite, recorded=True) is None  # a fresh start
     # resuming that run with a limit is fine: the checkpoints are its own
     args = training_args(uninterrupted_run, "--save_total_limit", 2)
-    assert finetune.outputs.checkpoint_to_resume(args) == str(uninterrupted_run / "checkpoint-30")
+    assert finetune.runs.checkpoint_to_resume(args) == str(uninterrupted_run / "checkpoint-30")
 
 
 def record_atomic_writes(monkeypatch, *modules):
