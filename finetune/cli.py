@@ -54,6 +54,12 @@ def fail_with(kind, message):
     sys.exit(2)
 
 
+# What torch.save (its zip writer) and safetensors (a Rust io::Error) say when a write fails for want of space: they
+# raise no OSError, so the errno is lost
+WRITE_FAILED = re.compile(r"PytorchStreamWriter failed writing|file write failed|unexpected pos \d+|StorageFull|"
+                          r"No space left on device|code: (28|122)\b")
+
+
 def disk_full_error(error):
     """The OSError ENOSPC / EDQUOT behind `error` (raised as it is, or as the cause of another), or None."""
     seen = set()
@@ -61,6 +67,8 @@ def disk_full_error(error):
         seen.add(id(error))
         if isinstance(error, OSError) and error.errno in DISK_FULL:
             return error
+        if not isinstance(error, OSError) and WRITE_FAILED.search(str(error)):
+            return OSError(errno.ENOSPC, "No space left on device")
         error = error.__cause__ or error.__context__
     return None
 

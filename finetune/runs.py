@@ -27,9 +27,13 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
+import zipfile
 from dataclasses import fields, is_dataclass
 from pathlib import Path
+
+import safetensors
 
 try:
     import fcntl
@@ -76,14 +80,32 @@ MODEL_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mod
                "adapter_model.safetensors", "pytorch_model_fsdp_0")  # the last one: FSDP's sharded state dict folder
 
 
-def is_complete_checkpoint(folder):
-    """The Trainer writes trainer_state.json last: a checkpoint without a readable one was cut off mid-write."""
+def checkpoint_problem(folder):
+    """What makes a checkpoint unusable for resuming, or None. The Trainer writes trainer_state.json last, so a
+    checkpoint without a readable one was cut off mid-write; each weights, optimizer, scheduler and RNG file there
+    must read back too (a safetensors header that covers the file, a torch.save zip whose directory is intact):
+    cheap checks that find a truncated or damaged file without loading it."""
     folder = Path(folder)
     try:
         json.loads((folder / "trainer_state.json").read_text())
     except (OSError, ValueError):
-        return False
-    return any((folder / name).exists() for name in MODEL_FILES)
+        return "no readable trainer_state.json (the run was cut off while saving)"
+    if not any((folder / name).exists() for name in MODEL_FILES):
+        return "no model weights"
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safetensors.safe_open(path, "pt"):
+                pass
+        except Exception as error:  # SafetensorError, OSError: a truncated or damaged file
+            return f"{path.name} cannot be read ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+    for path in [*sorted(folder.glob("*.pt")), *sorted(folder.glob("*.pth")), *sorted(folder.glob("*.bin"))]:
+        if path.name != "training_args.bin" and not zipfile.is_zipfile(path):
+            return f"{path.name} is truncated or damaged"
+    return None
+
+
+def is_complete_checkpoint(folder):
+    return checkpoint_problem(folder) is None
 
 
 def run_checkpoints(output_dir):
@@ -120,14 +142,15 @@ def checkpoint_stamp(checkpoint):
     return os.stat(Path(checkpoint) / "trainer_state.json").st_mtime_ns
 
 
-def checkpoint_to_resume(training_args, own_run=False, earlier_checkpoints=None, recorded=False):
+def checkpoint_to_resume(training_args, own_run=False, earlier_checkpoints=None, recorded=False, own_checkpoints=None):
     """The checkpoint policy. Returns the checkpoint to resume from (or None for a fresh run):
     --resume_from_checkpoint PATH wins; otherwise the newest complete checkpoint-N in --output_dir (half-written ones,
     left by a run killed while saving, are skipped). A non-empty --output_dir holding no checkpoint is refused unless
     --overwrite_output_dir, or own_run (its run record says the folder is this run's: it starts again over its own
     files). earlier_checkpoints ({name: checkpoint_stamp}): checkpoints another run left, never resumed unless
-    rewritten since. recorded: a run record says the folder's checkpoints are a run's of these scripts. Nothing is
-    deleted here."""
+    rewritten since. recorded: a run record says the folder's checkpoints are a run's of these scripts.
+    own_checkpoints: the checkpoints this run's record lists (None: a record written before records listed them);
+    no other is resumed. Nothing is deleted here."""
     if not training_args.do_train:
         return None
     output_dir = Path(training_args.output_dir)
@@ -137,17 +160,23 @@ def checkpoint_to_resume(training_args, own_run=False, earlier_checkpoints=None,
     if explicit:
         if not os.path.isdir(explicit):
             raise InputError(f"--resume_from_checkpoint {explicit}: no such folder; give a checkpoint-N folder")
-        if not is_complete_checkpoint(explicit):
-            raise InputError(f"--resume_from_checkpoint {explicit}: not a complete checkpoint folder (no readable "
-                             "trainer_state.json or model weights); give an earlier checkpoint-N folder")
+        problem = checkpoint_problem(explicit)
+        if problem:
+            raise InputError(f"--resume_from_checkpoint {explicit}: not a complete checkpoint folder ({problem}); give "
+                             "an earlier checkpoint-N folder")
         return explicit
     if not output_dir.is_dir() or not any(output_dir.iterdir()):
         return None
-    for incomplete in (p for p in checkpoints if not is_complete_checkpoint(p)):
-        logger.warning("Skipping %s: it was not completely written (the run was cut off while saving)", incomplete)
-    earlier = earlier_checkpoints or {}
-    complete = [p for p in checkpoints if is_complete_checkpoint(p)
-                and earlier.get(p.name) != checkpoint_stamp(p)]
+    complete = []
+    for checkpoint in checkpoints:
+        problem = checkpoint_problem(checkpoint)
+        if problem:
+            logger.warning("Skipping %s: %s; it is kept as it is", checkpoint, problem)
+        elif own_checkpoints is not None and checkpoint.name not in own_checkpoints:
+            logger.warning("Skipping %s: this run's %s does not list it (another run's, or copied in); it is kept as it "
+                           "is", checkpoint, RUN_RECORD)
+        elif (earlier_checkpoints or {}).get(checkpoint.name) != checkpoint_stamp(checkpoint):
+            complete.append(checkpoint)
     if complete and not training_args.overwrite_output_dir:
         logger.warning("Resuming from %s (the last complete checkpoint in --output_dir)", complete[-1])
         return str(complete[-1])
@@ -424,15 +453,61 @@ def resume_or_record(training_args, definition, output_dir, main_process):
                          f"--resume_from_checkpoint {complete[-1]}, choose another --output_dir, or pass "
                          "--overwrite_output_dir to start over in it (files already there are kept)")
     earlier_checkpoints = earlier.get("earlier_checkpoints", {}) if same_run and not overwrite else {}
+    own_checkpoints = earlier.get("checkpoints") if same_run and not overwrite else []
     resume_from = checkpoint_to_resume(training_args, own_run=same_run, earlier_checkpoints=earlier_checkpoints,
+                                       own_checkpoints=own_checkpoints,
                                        recorded=earlier is not None)
     if main_process and (not same_run or overwrite):
         if earlier is not None and not same_run and not overwrite:
             logger.warning("Taking over %s: the run that wrote it left no checkpoint or result", output_dir)
-        record = {"definition": definition}
+        record = {"definition": definition, "checkpoints": []}
         earlier_checkpoints = {p.name: checkpoint_stamp(p) for p in complete if str(p) != resume_from}
         if earlier_checkpoints:  # a run that starts beside another run's checkpoints: never to be resumed
             record["earlier_checkpoints"] = earlier_checkpoints
         atomic_write_json(output_dir / RUN_RECORD, record)
         _held[str(output_dir.resolve())]["recorded"] = True
     return resume_from
+
+
+# ---- While the run trains
+
+
+def check_lock_held(output_dir):
+    """Before a write: the lock this process took is still the folder's. Someone deleting .run.lock under a running
+    run would let a second run start in the same folder."""
+    held = _held.get(str(Path(output_dir).resolve()))
+    if held is None:
+        return
+    try:
+        same = os.fstat(held["fd"]).st_ino == os.stat(held["path"]).st_ino
+    except OSError:
+        same = False
+    if not same:
+        raise InputError(f"--output_dir {output_dir}: its lock {held['path'].name} was removed while this run was "
+                         "running, so another run may be writing there; stopped before writing more; check the "
+                         "folder, then rerun the same command to resume")
+
+
+def listed_checkpoints(output_dir):
+    """The names of the checkpoints the run record lists, or None where no record lists them."""
+    record = read_record(Path(output_dir))
+    return set(record["checkpoints"]) if isinstance(record, dict) and "checkpoints" in record else None
+
+
+def keep_checkpoints(output_dir, saved, limit, best=None):
+    """Lists the checkpoint just saved in the run record, then deletes the oldest of the checkpoints the record lists
+    beyond `limit` (--save_total_limit), never the newest nor the best. A checkpoint-N folder the record does not
+    list (another run's, a copy, a folder of the user's) is never touched."""
+    record = read_record(Path(output_dir))
+    if record is None or "checkpoints" not in record:
+        return
+    listed = [name for name in record["checkpoints"] if name != saved and (Path(output_dir) / name).is_dir()]
+    listed.append(saved)
+    if limit and limit > 0:
+        protected = {saved, Path(best).name if best else None}
+        while len(listed) > limit and any(name not in protected for name in listed[:-1]):
+            oldest = next(name for name in listed if name not in protected)
+            logger.info("Deleting %s (--save_total_limit %d)", oldest, limit)
+            shutil.rmtree(Path(output_dir) / oldest, ignore_errors=True)
+            listed.remove(oldest)
+    atomic_write_json(Path(output_dir) / RUN_RECORD, {**record, "checkpoints": listed})

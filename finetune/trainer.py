@@ -18,7 +18,7 @@ from finetune.card import early_stop_note, read_json
 from finetune.errors import InputError, known_tokens, scrub
 from finetune.hub import CARD_FALLBACK, IGNORE_PATTERNS, describe_push_error, push_output_dir, save_model_card
 from finetune.outputs import save_metrics
-from finetune.runs import CHECKPOINT_NAME
+from finetune.runs import CHECKPOINT_NAME, check_lock_held, keep_checkpoints, listed_checkpoints
 
 logger = logging.getLogger(__name__)
 
@@ -137,11 +137,46 @@ class OrderedEvalTrainer(Trainer):
 
     def save_model(self, output_dir=None, _internal_call=False):
         """The Trainer saves checkpoints and the final model through here: a diverged model is never written (nor
-        pushed)."""
+        pushed), nor one whose output folder another run may have taken."""
         self.check_finite()
+        if self.args.should_save:
+            check_lock_held(self.args.output_dir)
         super().save_model(output_dir, _internal_call=_internal_call)
         if output_dir is not None and CHECKPOINT_NAME.fullmatch(Path(output_dir).name):
             self.saved_checkpoint = output_dir
+
+    def train(self, *args, **kwargs):
+        """The Trainer's end of training with --save_total_limit 1 deletes every checkpoint-* folder but the best: only
+        those the run record lists are its to delete."""
+        import transformers.trainer as trainer_module
+
+        real_sort = trainer_module.sort_checkpoints
+
+        def own_checkpoints(output_dir, *sort_args, **sort_kwargs):
+            listed = listed_checkpoints(output_dir)
+            return [path for path in real_sort(output_dir, *sort_args, **sort_kwargs)
+                    if listed is None or Path(path).name in listed]
+
+        trainer_module.sort_checkpoints = own_checkpoints
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            trainer_module.sort_checkpoints = real_sort
+
+    def _save_checkpoint(self, model, trial):
+        """The Trainer's rotation (--save_total_limit) deletes the oldest checkpoint-* folders, whoever wrote them:
+        ours (runs.keep_checkpoints) deletes only checkpoints this run saved and listed in its record."""
+        import transformers.trainer as trainer_module
+
+        real_rotate = trainer_module.rotate_checkpoints
+        trainer_module.rotate_checkpoints = lambda *args, **kwargs: None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            trainer_module.rotate_checkpoints = real_rotate
+        if self.args.should_save:
+            keep_checkpoints(self._get_output_dir(trial), f"checkpoint-{self.state.global_step}",
+                             self.args.save_total_limit, self.state.best_model_checkpoint)
 
     def prediction_step(self, *args, **kwargs):
         if not self.replays_cuda_graphs:

@@ -6,6 +6,7 @@ import errno
 import json
 
 import pytest
+import safetensors.torch
 import torch
 from conftest import SAMPLE_DIR, TINY_MODEL, run_main_with_output
 
@@ -212,7 +213,7 @@ def test_a_full_disk_names_the_checkpoint_that_is_kept(tmp_path, capsys, monkeyp
     output_dir = tmp_path / "out"
     for step, state in ((3, "{}"), (5, None), (10, "{cut")):
         (output_dir / f"checkpoint-{step}").mkdir(parents=True)
-        (output_dir / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"")
+        safetensors.torch.save_file({"w": torch.zeros(2)}, output_dir / f"checkpoint-{step}" / "model.safetensors")
         if state is not None:
             (output_dir / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
     written = output_dir / "checkpoint-5" / "optimizer.pt"
