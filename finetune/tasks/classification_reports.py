@@ -5,7 +5,7 @@ where two runs' eval_predictions.tsv disagree (compare_runs.py). A pair's second
 import numpy as np
 
 from finetune.errors import InputError
-from finetune.data import read_records, tsv_cell
+from finetune.data import read_records, tsv_cell, tsv_value
 from finetune.report import failure_page
 
 PREDICTIONS_FILE = "eval_predictions.tsv"
@@ -110,6 +110,7 @@ def read_predictions(path):
                          f"{', '.join(expected)}: {RERUN}")
     predictions = {}
     for row in rows:
+        row = {column: value if column == "_row" else tsv_value(value) for column, value in row.items()}
         where = f"{path}, {row['_row']}"
         if not row["index"].isascii() or not row["index"].isdigit():
             raise InputError(f"{where}: index {row['index']!r} is not a whole number; {RERUN}")
