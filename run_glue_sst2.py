@@ -40,7 +40,7 @@ def get_model(model_args, data_args, training_args, task, resume_from):
     """Tokenizer and classifier. The label names travel with the saved config, so pipeline() shows them."""
     config, tokenizer = load_tokenizer_and_config(model_args, **task.config_overrides())
     check_max_seq_length(data_args.max_seq_length, tokenizer, config)
-    model = load_model(model_args, AUTO_CLASS, config)
+    model = load_model(model_args, AUTO_CLASS, config, trains=training_args.do_train)
     if training_args.do_train:
         check_training_setup(training_args, model, resume_from)
     return tokenizer, model

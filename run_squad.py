@@ -133,7 +133,7 @@ def get_model(model_args, data_args, training_args, resume_from):
     if data_args.null_score_diff_threshold is None:
         data_args.null_score_diff_threshold = getattr(config, NULL_THRESHOLD, None) or 0.0
     config.custom_pipelines = CUSTOM_PIPELINES  # saved with the model: pipeline() finds utils_qa.py by it
-    model = load_model(model_args, AutoModelForQuestionAnswering, config)
+    model = load_model(model_args, AutoModelForQuestionAnswering, config, trains=training_args.do_train)
     if training_args.do_train:
         check_training_setup(training_args, model, resume_from)
     return tokenizer, model

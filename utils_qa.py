@@ -48,6 +48,18 @@ def check_qa_tokenizer(tokenizer, max_seq_length, doc_stride, max_query_length):
                          f"context tokens; use --doc_stride below {context_room}")
 
 
+def vocabulary_problem(tokenizer, config):
+    """Why `tokenizer` cannot be the model's, or None: "no vocabulary" (a folder without tokenizer files loads a
+    tokenizer of special tokens only, which reads every word as [UNK]) or "larger than the embeddings" (ids the model
+    cannot look up)."""
+    if set(tokenizer.get_vocab()) <= set(tokenizer.all_special_tokens):
+        return "no vocabulary"
+    vocab_size = getattr(config, "vocab_size", None)
+    if isinstance(vocab_size, int) and len(tokenizer) > vocab_size:
+        return "larger than the embeddings"
+    return None
+
+
 def truncate_questions(questions, tokenizer, max_query_length):
     """Cuts questions longer than max_query_length tokens at a token boundary, so a long question cannot eat the
     window (or make the tokenizer fail on the stride)."""
@@ -546,6 +558,14 @@ def qa_pipeline(model_name_or_path, revision=None, device=None, **options):
         tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, revision=revision)
     except (OSError, ValueError) as error:
         raise fail(error) from None
+    problem = vocabulary_problem(tokenizer, config)
+    if problem == "no vocabulary":
+        raise InputError(f"{model_name_or_path} has no tokenizer files (tokenizer.json, vocab.txt, ...): every word "
+                         "would be read as [UNK]; copy the tokenizer files of the model it was trained from into it")
+    if problem:
+        raise InputError(f"the tokenizer of {model_name_or_path} has {len(tokenizer)} tokens but its model embeds "
+                         f"only {config.vocab_size}: it is not this model's vocabulary; copy the tokenizer files of "
+                         "the model it was trained from into it")
     if any("qa_outputs" in name for name in loading["missing_keys"]):
         raise InputError(f"{model_name_or_path} has no question-answering head (its weights hold no qa_outputs "
                          "layer): give a model trained for question answering, e.g. with run_squad.py")

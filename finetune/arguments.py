@@ -90,7 +90,10 @@ class TrainingArguments(transformers.TrainingArguments):
             # one gloo process group.
             self.use_cpu = True
         self.resolve_speed_settings()
+        evaluation_asked = self.do_eval
         super().__post_init__()
+        if not self.do_train and not evaluation_asked:  # the Trainer turns --do_eval on for any --eval_strategy,
+            self.do_eval = False  # which evaluates during a training: without one, nothing was asked
         if self.lr_scheduler_type == "reduce_lr_on_plateau" and self.greater_is_better:
             # torch's ReduceLROnPlateau waits for its metric to fall; for accuracy or F1 it must wait for a rise
             # (the Trainer passes no mode: it would lower the rate while the metric improves)
