@@ -131,8 +131,9 @@ class TrainingArguments(transformers.TrainingArguments):
         """What the Trainer would otherwise fail on with a traceback deep in a run, or silently do nothing with."""
         if not str(self.output_dir).strip():  # "" would write the run into the current folder
             raise InputError("--output_dir is empty; give the folder to write the model and results into")
-        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-            if getattr(self, name) < 1:
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                     "eval_accumulation_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise InputError(f"--{name} must be at least 1 (got {getattr(self, name)})")
         for name in ("seed", "data_seed"):
             if getattr(self, name) is not None and not 0 <= getattr(self, name) < SEEDS:
