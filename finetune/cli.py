@@ -310,6 +310,8 @@ def recipe_to_flags(path, actions):
         recipe = yaml.load(read_recipe(path), Loader=RecipeLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise InputError(f"recipe file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
+    except OSError as error:  # a folder named like a recipe, a file without read permission
+        raise InputError(f"recipe file {path} cannot be read ({error.strerror or error})") from None
     except RecursionError:  # thousands of nested [ or {
         raise InputError(f"recipe file {path} nests its values too deeply; a recipe is a flat mapping of flag "
                          "names to values") from None

@@ -225,6 +225,18 @@ def test_a_recipe_file_too_large_to_be_one_is_not_read(tmp_path, capsys, monkeyp
                                           "recipe holds (at most 256 KiB)")
 
 
+def test_a_recipe_that_cannot_be_read(tmp_path, capsys, monkeypatch):
+    recipe = tmp_path / "locked.yaml"
+    recipe.write_text("seed: 1\n")
+
+    def no_permission(path, *args, **kwargs):  # what open() says to a user without read permission
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(finetune.cli, "open", no_permission, raising=False)
+    code, out, err = run_main_with_output(run_glue_sst2, [recipe, "--output_dir", tmp_path / "out"], capsys)
+    assert_one_error_line(code, out, err, f"recipe file {recipe} cannot be read (Permission denied)")
+
+
 def test_anchors_and_aliases_within_the_limits_still_work(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("seed: &s 7\ndata_seed: *s\n")
