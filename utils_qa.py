@@ -752,6 +752,12 @@ def main(argv=None):
     parser.add_argument("--max_seq_len", type=int, default=384, help="tokens per window (default 384)")
     parser.add_argument("--doc_stride", type=int, default=128, help="context tokens shared by windows (default 128)")
     parser.add_argument("--max_question_len", type=int, default=64, help="longer questions are cut (default 64)")
+
+    def one_line(message):  # argparse's own way prints its usage text above the message
+        print(f"error: {message}; see --help", file=sys.stderr)
+        sys.exit(2)
+
+    parser.error = one_line
     args = parser.parse_args(argv)
     try:
         for what, text in (("the model name", args.model), ("the question", args.question),
