@@ -18,11 +18,14 @@ from pathlib import Path
 import yaml
 
 from finetune.card import CARD_MARKERS, base_model_license, build_model_card
-from finetune.cli import bool_argument, raise_input_errors, redact_secrets, run_main, secret_values
+from finetune.cli import (bool_argument, check_command_line_text, raise_input_errors, redact_secrets, run_main,
+                          secret_values)
 from finetune.errors import InputError, known_tokens, scrub, this_run
+from finetune.runs import CHECKPOINT_NAME
 from finetune.hub import card_path, check_no_token_in_files, upload_output_dir, write_card
 from finetune.tasks import TASKS, card_of_folder
 
+CHECKPOINT_STATE = ("optimizer.pt", "scheduler.pt", "rng_state.pth")  # what a checkpoint holds beside the model
 TASK_CARDS = {name: card for task in TASKS for name, card in task.named_cards().items()}
 
 
@@ -80,6 +83,29 @@ def card_for(output_dir, repo_id, task):
     return build_model_card(output_dir, repo_id, TASK_CARDS[task] if task else folder_card(output_dir))
 
 
+def check_not_a_checkpoint(output_dir):
+    """A checkpoint holds the optimizer and RNG state of a run in progress: pushing it would publish them, and write
+    a card into the checkpoint."""
+    training_state = [name for name in CHECKPOINT_STATE if (output_dir / name).exists()]
+    if CHECKPOINT_NAME.fullmatch(output_dir.resolve().name) or training_state:
+        held = f" (it holds {', '.join(training_state)})" if training_state else ""
+        raise InputError(f"{output_dir} is a checkpoint of a run{held}, not a finished output folder; push the "
+                         f"run's folder ({output_dir.resolve().parent}) once it has finished, or copy the "
+                         "checkpoint's model, config and tokenizer files into a new folder and push that")
+
+
+def check_repo_id(repo_id, given):
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        named = "--hub_model_id" if given else "the folder's name (the default --hub_model_id)"
+        reason = re.sub(r"(: '.*')?\.?( Use `repo_type`.*)?$", "", " ".join(str(error).split()))
+        raise InputError(f"{named} {repo_id!r} is not a valid Hub repository id ({reason}); give --hub_model_id "
+                         "as name or org/name") from None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output_dir", help="a finished output folder (model, config, tokenizer, results)")
@@ -90,6 +116,7 @@ def main(argv=None):
     parser.add_argument("--task", choices=sorted(TASK_CARDS), help="default: inferred from the folder")
     argv = sys.argv[1:] if argv is None else list(argv)
     this_run["secrets"] |= secret_values(argv)
+    check_command_line_text(argv)
     raise_input_errors(parser)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -97,12 +124,14 @@ def main(argv=None):
                          "accepted flags")
 
     output_dir = Path(args.output_dir)
+    check_not_a_checkpoint(output_dir)
     if not (output_dir / "config.json").is_file():
         raise InputError(f"{output_dir}: no config.json, so this is not a finished output folder; give the "
                          "--output_dir of a completed training run")
     if not any(output_dir.glob("*.safetensors")) and not (output_dir / "pytorch_model.bin").exists():
         raise InputError(f"{output_dir}: no model weights (*.safetensors); give the --output_dir of a completed run")
     repo_id = args.hub_model_id or output_dir.resolve().name
+    check_repo_id(repo_id, args.hub_model_id)  # before the card in the folder is rewritten with it
     tokens = known_tokens() | ({args.hub_token} if args.hub_token else set())
     card = write_card(output_dir, scrub(card_for(output_dir, repo_id, args.task), tokens))
     check_no_token_in_files(output_dir, tokens)

@@ -24,6 +24,7 @@ from transformers import set_seed
 from finetune.arguments import ModelArguments
 from finetune.cli import PhaseClock, parse_args, run_main, set_up_logging
 from finetune.data import cycle_collection_paused, map_in_processes
+from finetune.model_checks import check_text_room, warn_if_batch_exceeds_data
 from finetune.modeling import check_max_seq_length, check_training_setup, load_model, load_tokenizer_and_config
 from finetune.outputs import atomic_write_text, save_metrics
 from finetune.runs import claim_output_dir
@@ -41,7 +42,8 @@ def get_model(model_args, data_args, training_args, task, resume_from):
     """Tokenizer and classifier. The label names travel with the saved config, so pipeline() shows them."""
     config, tokenizer = load_tokenizer_and_config(model_args, **task.config_overrides())
     check_max_seq_length(data_args.max_seq_length, tokenizer, config)
-    model = load_model(model_args, AUTO_CLASS, config)
+    check_text_room(data_args.max_seq_length, tokenizer, task.pair)
+    model = load_model(model_args, AUTO_CLASS, config, trains=training_args.do_train)
     if training_args.do_train:
         check_training_setup(training_args, model, resume_from)
     return tokenizer, model
@@ -119,6 +121,8 @@ def main(argv=None):
     clock.mark("model")
 
     features = tokenize(splits, tokenizer, data_args, training_args)
+    if training_args.do_train:
+        warn_if_batch_exceeds_data(training_args, len(features["train"]))
     clock.mark("tokenize")
 
     evaluations = [split for split in splits if split != "train" and not split.startswith("test")]

@@ -27,6 +27,7 @@ from finetune.cli import PhaseClock, parse_args, run_main, set_up_logging
 from finetune.errors import InputError
 from finetune.data import (REPO_DIR, cycle_collection_paused, first_rows, load_hub_split, load_squad_file,
                            map_in_processes, squad_records)
+from finetune.model_checks import warn_if_batch_exceeds_data
 from finetune.modeling import check_max_seq_length, check_training_setup, load_model, load_tokenizer_and_config
 from finetune.outputs import atomic_write_json, atomic_write_text, save_metrics
 from finetune.qa_report import failure_html, failure_rows, failure_tsv, squad_intervals, squad_scoring
@@ -133,7 +134,7 @@ def get_model(model_args, data_args, training_args, resume_from):
     if data_args.null_score_diff_threshold is None:
         data_args.null_score_diff_threshold = getattr(config, NULL_THRESHOLD, None) or 0.0
     config.custom_pipelines = CUSTOM_PIPELINES  # saved with the model: pipeline() finds utils_qa.py by it
-    model = load_model(model_args, AutoModelForQuestionAnswering, config)
+    model = load_model(model_args, AutoModelForQuestionAnswering, config, trains=training_args.do_train)
     if training_args.do_train:
         check_training_setup(training_args, model, resume_from)
     return tokenizer, model
@@ -219,6 +220,8 @@ def main(argv=None):
     clock.mark("model")
 
     features = windows(examples, tokenizer, data_args, training_args)
+    if training_args.do_train:
+        warn_if_batch_exceeds_data(training_args, len(features["train"]))
     clock.mark("windows")
 
     if training_args.eval_accumulation_steps is None:

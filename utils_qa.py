@@ -32,20 +32,73 @@ CUSTOM_PIPELINES = {PIPELINE_TASK: {"impl": "utils_qa.QuestionAnsweringPipeline"
 # Features
 
 
-def check_qa_tokenizer(tokenizer, max_seq_length, doc_stride, max_query_length):
-    """Offset mappings need a fast tokenizer, and the stride must leave room for new context in every window."""
+# The window settings as each caller names them: run_squad.py's flags, the pipeline's arguments, the shell's flags
+SCRIPT_FLAGS = {"max_seq_length": "--max_seq_length", "doc_stride": "--doc_stride",
+                "max_query_length": "--max_query_length"}
+PIPELINE_NAMES = {"max_seq_length": "max_seq_len", "doc_stride": "doc_stride", "max_query_length": "max_question_len"}
+SHELL_FLAGS = {key: f"--{name}" for key, name in PIPELINE_NAMES.items()}
+
+
+def check_qa_tokenizer(tokenizer, max_seq_length, doc_stride, max_query_length, names=SCRIPT_FLAGS):
+    """Offset mappings need a fast tokenizer, and the stride must leave room for new context in every window.
+    `names`: how the caller's user names the three settings (SCRIPT_FLAGS, PIPELINE_NAMES, SHELL_FLAGS)."""
     if not getattr(tokenizer, "is_fast", False):
         raise InputError(f"question answering needs a fast tokenizer (offset mappings); {type(tokenizer).__name__} "
                          "is a slow one: use a model that ships tokenizer.json")
+    length, stride, question = names["max_seq_length"], names["doc_stride"], names["max_query_length"]
     context_room = max_seq_length - max_query_length - tokenizer.num_special_tokens_to_add(pair=True)
     if context_room < 2:  # no stride could leave new context: the window itself is too short
-        raise InputError(f"--max_seq_length {max_seq_length} leaves {max(context_room, 0)} tokens of context after a "
-                         f"question of up to --max_query_length {max_query_length} tokens and the special tokens; "
-                         "raise --max_seq_length or lower --max_query_length")
+        raise InputError(f"{length} {max_seq_length} leaves {max(context_room, 0)} tokens of context after a "
+                         f"question of up to {question} {max_query_length} tokens and the special tokens; "
+                         f"raise {length} or lower {question}")
     if doc_stride >= context_room:
-        raise InputError(f"--doc_stride {doc_stride} leaves no new context per window: with --max_seq_length "
-                         f"{max_seq_length} and --max_query_length {max_query_length} a window holds {context_room} "
-                         f"context tokens; use --doc_stride below {context_room}")
+        raise InputError(f"{stride} {doc_stride} leaves no new context per window: with {length} "
+                         f"{max_seq_length} and {question} {max_query_length} a window holds {context_room} "
+                         f"context tokens; use {stride} below {context_room}")
+
+
+# The pipeline's whole-number settings and their least values (doc_stride 0: windows that do not overlap)
+OPTION_MINIMUMS = {"top_k": 1, "max_answer_len": 1, "max_seq_len": 1, "doc_stride": 0, "max_question_len": 1,
+                   "batch_size": 1, "window_batch_size": 1}
+
+
+def check_options(options, prefix=""):
+    """The pipeline's settings, checked where they enter: a string, 0 or a negative number would otherwise end in a
+    traceback deep in the windows or answer anyway (top_k 0, a batch size of -1). `prefix`: "--" for the shell."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "handle_impossible_answer" and not isinstance(value, bool):
+            raise InputError(f"{prefix}{name} must be True or False (got {value!r})")
+        if name not in OPTION_MINIMUMS:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise InputError(f"{prefix}{name} must be a whole number (got {value!r} of type {type(value).__name__})")
+        if value < OPTION_MINIMUMS[name]:
+            raise InputError(f"{prefix}{name} must be at least {OPTION_MINIMUMS[name]} (got {value})")
+
+
+def check_utf8(text, what):
+    """Command-line text with bytes that are not UTF-8 reaches Python as surrogate escapes, which the tokenizer
+    cannot encode (a traceback)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        byte = text[error.start].encode("utf-8", "surrogateescape")
+        raise InputError(f"{what} is not UTF-8 text (byte {byte.hex()} at character {error.start + 1}); retype it "
+                         "in a UTF-8 terminal, or put the text in a UTF-8 file") from None
+
+
+def vocabulary_problem(tokenizer, config):
+    """Why `tokenizer` cannot be the model's, or None: "no vocabulary" (a folder without tokenizer files loads a
+    tokenizer of special tokens only, which reads every word as [UNK]) or "larger than the embeddings" (ids the model
+    cannot look up)."""
+    if set(tokenizer.get_vocab()) <= set(tokenizer.all_special_tokens):
+        return "no vocabulary"
+    vocab_size = getattr(config, "vocab_size", None)
+    if isinstance(vocab_size, int) and len(tokenizer) > vocab_size:
+        return "larger than the embeddings"
+    return None
 
 
 def truncate_questions(questions, tokenizer, max_query_length):
@@ -546,6 +599,14 @@ def qa_pipeline(model_name_or_path, revision=None, device=None, **options):
         tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, revision=revision)
     except (OSError, ValueError) as error:
         raise fail(error) from None
+    problem = vocabulary_problem(tokenizer, config)
+    if problem == "no vocabulary":
+        raise InputError(f"{model_name_or_path} has no tokenizer files (tokenizer.json, vocab.txt, ...): every word "
+                         "would be read as [UNK]; copy the tokenizer files of the model it was trained from into it")
+    if problem:
+        raise InputError(f"the tokenizer of {model_name_or_path} has {len(tokenizer)} tokens but its model embeds "
+                         f"only {config.vocab_size}: it is not this model's vocabulary; copy the tokenizer files of "
+                         "the model it was trained from into it")
     if any("qa_outputs" in name for name in loading["missing_keys"]):
         raise InputError(f"{model_name_or_path} has no question-answering head (its weights hold no qa_outputs "
                          "layer): give a model trained for question answering, e.g. with run_squad.py")
@@ -575,6 +636,9 @@ class QuestionAnsweringPipeline(Pipeline):
 
     def _sanitize_parameters(self, top_k=None, max_answer_len=None, max_seq_len=None, doc_stride=None,
                              max_question_len=None, handle_impossible_answer=None, window_batch_size=None, **unused):
+        check_options({"top_k": top_k, "max_answer_len": max_answer_len, "max_seq_len": max_seq_len,
+                       "doc_stride": doc_stride, "max_question_len": max_question_len,
+                       "handle_impossible_answer": handle_impossible_answer, "window_batch_size": window_batch_size})
         given = {name: value for name, value in (("max_seq_len", max_seq_len), ("doc_stride", doc_stride),
                                                  ("max_question_len", max_question_len)) if value is not None}
         forward = {"window_batch_size": window_batch_size} if window_batch_size is not None else {}
@@ -593,10 +657,12 @@ class QuestionAnsweringPipeline(Pipeline):
                 raise InputError("give question= and context= (strings, or lists of the same length)")
         single = isinstance(question, str) and isinstance(context, str)
         questions, contexts = ([question], [context]) if single else (question, context)
-        if not isinstance(questions, (list, tuple)) or not isinstance(contexts, (list, tuple)):
-            raise InputError("give question= and context= (strings, or lists of the same length)")
         if isinstance(contexts, (list, tuple)) and isinstance(question, str):
             questions = [question] * len(contexts)  # one question about several contexts
+        if not isinstance(questions, (list, tuple)) or not isinstance(contexts, (list, tuple)):
+            raise InputError("give question= and context= (strings, or lists of the same length)")
+        if not questions:
+            raise InputError("no questions: give at least one question and its context")
         if len(questions) != len(contexts):
             raise InputError(f"{len(questions)} questions for {len(contexts)} contexts: give one context per question")
         for i, (q, c) in enumerate(zip(questions, contexts)):
@@ -604,7 +670,8 @@ class QuestionAnsweringPipeline(Pipeline):
                 raise InputError(f"question {i} is empty: ask something")
             if not isinstance(c, str) or not c.strip():
                 raise InputError(f"context {i} is empty: give the text to answer from")
-        batch = batch_size or self._batch_size or 32
+        batch = batch_size if batch_size is not None else self._batch_size or 32
+        check_options({"batch_size": batch})
         results = super().__call__({"question": list(questions), "context": list(contexts)},
                                    window_batch_size=batch, **kwargs)
         return results[0] if single else results
@@ -615,7 +682,7 @@ class QuestionAnsweringPipeline(Pipeline):
             raise InputError(f"max_seq_len {max_seq_len} is above the model's limit of {limit} tokens: lower it")
         examples = {"id": [str(i) for i in range(len(inputs["question"]))], "context": inputs["context"],
                     "question": [q.strip() for q in inputs["question"]]}  # as run_squad.py reads questions
-        check_qa_tokenizer(self.tokenizer, max_seq_len, doc_stride, max_question_len)
+        check_qa_tokenizer(self.tokenizer, max_seq_len, doc_stride, max_question_len, names=PIPELINE_NAMES)
         features = prepare_eval_features(examples, self.tokenizer, max_seq_len, doc_stride, max_question_len,
                                          pad_to_max_length=False)
         return {"examples": examples, "features": features}
@@ -685,8 +752,21 @@ def main(argv=None):
     parser.add_argument("--max_seq_len", type=int, default=384, help="tokens per window (default 384)")
     parser.add_argument("--doc_stride", type=int, default=128, help="context tokens shared by windows (default 128)")
     parser.add_argument("--max_question_len", type=int, default=64, help="longer questions are cut (default 64)")
+
+    def one_line(message):  # argparse's own way prints its usage text above the message
+        print(f"error: {message}; see --help", file=sys.stderr)
+        sys.exit(2)
+
+    parser.error = one_line
     args = parser.parse_args(argv)
     try:
+        for what, text in (("the model name", args.model), ("the question", args.question),
+                           ("--context", args.context), ("--context_file", args.context_file),
+                           ("--revision", args.revision)):
+            if text is not None:
+                check_utf8(text, what)
+        check_options({"top_k": args.top_k, "max_seq_len": args.max_seq_len, "doc_stride": args.doc_stride,
+                       "max_question_len": args.max_question_len}, prefix="--")
         context = args.context
         if args.context_file:
             try:
@@ -694,10 +774,9 @@ def main(argv=None):
                     context = f.read()
             except (OSError, UnicodeDecodeError) as error:
                 raise InputError(f"{args.context_file}: cannot read it as UTF-8 text ({error})") from None
-        if args.top_k < 1:
-            raise InputError(f"--top_k must be at least 1 (got {args.top_k})")
         impossible = None if args.handle_impossible_answer is None else args.handle_impossible_answer == "true"
         qa = qa_pipeline(args.model, revision=args.revision)
+        check_qa_tokenizer(qa.tokenizer, args.max_seq_len, args.doc_stride, args.max_question_len, names=SHELL_FLAGS)
         answers = qa(question=args.question, context=context, top_k=args.top_k, max_seq_len=args.max_seq_len,
                      doc_stride=args.doc_stride, max_question_len=args.max_question_len,
                      handle_impossible_answer=impossible)

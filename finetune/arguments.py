@@ -120,7 +120,10 @@ class TrainingArguments(transformers.TrainingArguments):
             # one gloo process group.
             self.use_cpu = True
         self.resolve_speed_settings()
+        evaluation_asked = self.do_eval
         super().__post_init__()
+        if not self.do_train and not evaluation_asked:  # the Trainer turns --do_eval on for any --eval_strategy,
+            self.do_eval = False  # which evaluates during a training: without one, nothing was asked
         if self.lr_scheduler_type == "reduce_lr_on_plateau" and self.greater_is_better:
             # torch's ReduceLROnPlateau waits for its metric to fall; for accuracy or F1 it must wait for a rise
             # (the Trainer passes no mode: it would lower the rate while the metric improves)
@@ -185,8 +188,9 @@ class TrainingArguments(transformers.TrainingArguments):
         """What the Trainer would otherwise fail on with a traceback deep in a run, or silently do nothing with."""
         if not str(self.output_dir).strip():  # "" would write the run into the current folder
             raise InputError("--output_dir is empty; give the folder to write the model and results into")
-        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-            if getattr(self, name) < 1:
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                     "eval_accumulation_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise InputError(f"--{name} must be at least 1 (got {getattr(self, name)})")
         for name in ("seed", "data_seed"):
             if getattr(self, name) is not None and not 0 <= getattr(self, name) < SEEDS:

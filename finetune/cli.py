@@ -49,8 +49,11 @@ def run_main(main):
 
 
 def fail_with(kind, message):
+    """The error line, printed last and on a line of its own, whatever was printed before."""
     logger.debug("%s:\n%s", kind, scrub(traceback.format_exc()))
-    print(f"error: {scrub(message)}", file=sys.stderr)
+    left_on_line = end_progress_bars()
+    sys.stdout.flush()  # what the run printed comes before the error, not after it (one terminal, two streams)
+    print(f"{chr(10) if left_on_line else ''}error: {scrub(message)}", file=sys.stderr, flush=True)
     sys.exit(2)
 
 
@@ -58,6 +61,22 @@ def fail_with(kind, message):
 # raise no OSError, so the errno is lost
 WRITE_FAILED = re.compile(r"PytorchStreamWriter failed writing|file write failed|unexpected pos \d+|StorageFull|"
                           r"No space left on device|code: (28|122)\b")
+
+
+def end_progress_bars():
+    """Closes the progress bars a stopped loop left open. Such a bar ends its line without a newline, and would
+    print itself once more when closed at exit: after the error line. Closing a bar that is kept (leave=True) ends its
+    line; one that is not only clears it in a terminal: True when a line may still hold a bar's text."""
+    from tqdm import tqdm
+
+    left_on_line = False
+    for bar in sorted(tqdm._instances, key=lambda bar: -abs(getattr(bar, "pos", 0))):  # the innermost first
+        left_on_line |= not bar.leave
+        try:
+            bar.close()
+        except Exception:  # a bar whose stream is gone: nothing more of it can be printed either
+            pass
+    return left_on_line
 
 
 def disk_full_error(error):
@@ -148,6 +167,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 def parse_args(dataclass_types, argv=None):
     """Parses `[recipe.yaml] [--key value ...]`: the recipe file's keys first, command-line flags override them."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    check_command_line_text(argv)
     parser = HfArgumentParser(dataclass_types, allow_abbrev=False,  # --learning_rat must not pass for --learning_rate
                               usage=USAGE, description=DESCRIPTION, epilog=example_flags_help(),
                               formatter_class=HelpFormatter)
@@ -266,6 +286,27 @@ def drop_flag(args, action):
     return kept
 
 
+def check_command_line_text(args):
+    """Bytes that are not UTF-8 reach Python as surrogate escapes, which fail wherever the text is written (a card, a
+    results file, a tokenizer): refused here, naming the flag (never the value: it may be a token's)."""
+    for position, (arg, safe) in enumerate(zip(args, redact_secrets(args))):
+        try:
+            arg.encode("utf-8")
+            continue
+        except UnicodeEncodeError as error:
+            byte = arg[error.start].encode("utf-8", "surrogateescape").hex()
+        flag = safe.partition("=")[0] if safe.startswith("-") else (
+            args[position - 1] if position and args[position - 1].startswith("-") else None)
+        what = (f"the value of {readable(flag)}" if flag and flag != safe else
+                f"the flag {readable(flag)}" if flag else f"argument {position + 1}")
+        raise InputError(f"{what} is not UTF-8 text (byte {byte}); retype it in a UTF-8 terminal (a file name: "
+                         "rename the file)")
+
+
+def readable(text):
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def raise_input_errors(parser, where="the command line"):
     """An argparse error as one InputError line: argparse's own way prints its whole usage text (~130 lines) above
     the message and exits."""
@@ -322,9 +363,21 @@ def secret_values(args):
     return {value for value in values if len(value) >= 4}
 
 
+MAX_RECIPE_BYTES = 256 * 1024  # a recipe is a few hundred bytes; anything near this is not one
+MAX_RECIPE_NODES = 10_000  # values after aliases (*name) are expanded: a bounded "billion laughs"
+
+
 class RecipeLoader(yaml.SafeLoader):
-    """yaml.safe_load, except that a key given twice is an error: YAML keeps the last silently, so a second
-    learning_rate line further down would quietly win."""
+    """yaml.safe_load, except that a key given twice is an error (YAML keeps the last silently, so a second
+    learning_rate line further down would quietly win), and that the document may hold at most MAX_RECIPE_NODES
+    values once its aliases are expanded: nine lists of nine aliases to the one before are a few hundred bytes, and
+    turning the last into flags would take more memory than the machine has."""
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            expanded_size(node, {}, set())
+        return node
 
     def construct_mapping(self, node, deep=False):
         keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
@@ -332,6 +385,38 @@ class RecipeLoader(yaml.SafeLoader):
         if repeated:
             raise yaml.constructor.ConstructorError(None, None, f"key '{repeated[0]}' is given twice", node.start_mark)
         return super().construct_mapping(node, deep=deep)
+
+
+def expanded_size(node, sizes, open_nodes):
+    """How many values `node` stands for with every alias expanded (each node counted once per reference; `sizes`
+    remembers each node's, so a shared node costs one visit); a ConstructorError above MAX_RECIPE_NODES or for a
+    value that holds itself."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_nodes:
+        raise yaml.constructor.ConstructorError(None, None, "a value refers to itself (an alias inside its own "
+                                                "anchor)", node.start_mark)
+    open_nodes.add(id(node))
+    children = node.value if isinstance(node.value, list) else []
+    size = 1 + sum(expanded_size(part, sizes, open_nodes) for child in children
+                   for part in (child if isinstance(child, tuple) else (child,)))
+    open_nodes.discard(id(node))
+    if size > MAX_RECIPE_NODES:
+        raise yaml.constructor.ConstructorError(None, None, f"its aliases (*name) expand to more than "
+                                                f"{MAX_RECIPE_NODES} values; a recipe is a flat mapping of flags",
+                                                node.start_mark)
+    sizes[id(node)] = size
+    return size
+
+
+def read_recipe(path):
+    """The recipe file's text, refused above MAX_RECIPE_BYTES before it is read."""
+    size = os.path.getsize(path)
+    if size > MAX_RECIPE_BYTES:
+        raise InputError(f"recipe file {path} is {size} bytes, more than a recipe holds (at most "
+                         f"{MAX_RECIPE_BYTES // 1024} KiB); give a recipe file, a mapping of flag names to values")
+    with open(path, encoding="utf-8") as f:
+        return f.read(MAX_RECIPE_BYTES + 1)
 
 
 def recipe_to_flags(path, actions, unset=()):
@@ -342,10 +427,15 @@ def recipe_to_flags(path, actions, unset=()):
     if not os.path.isfile(path):
         raise InputError(f"recipe file {path} not found; give the path to a file under recipes/")
     try:
-        with open(path, encoding="utf-8") as f:
-            recipe = yaml.load(f, Loader=RecipeLoader)  # YAML is a superset of JSON, so one loader reads both
+        # YAML is a superset of JSON, so one loader reads both
+        recipe = yaml.load(read_recipe(path), Loader=RecipeLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise InputError(f"recipe file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
+    except OSError as error:  # a folder named like a recipe, a file without read permission
+        raise InputError(f"recipe file {path} cannot be read ({error.strerror or error})") from None
+    except RecursionError:  # thousands of nested [ or {
+        raise InputError(f"recipe file {path} nests its values too deeply; a recipe is a flat mapping of flag "
+                         "names to values") from None
     if not isinstance(recipe, dict):
         raise InputError(f"recipe file {path} must be a mapping of flag names to values")
     flags = []

@@ -8,6 +8,7 @@ import gc
 import gzip
 import io
 import json
+import numbers
 import os
 import re
 import tempfile
@@ -287,10 +288,27 @@ def unreadable_json(error):
 TSV_BREAKS = re.compile(r"[\t\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")  # a tab, and whatever str.splitlines splits at
 
 
-def tsv_cell(text):
-    """Text for one cell of a TSV report: a tab or a line break inside it would split the row, so each run of them
-    becomes one space; the rest of the text (GLUE's trailing spaces too) is kept as it is."""
-    return TSV_BREAKS.sub(" ", str(text))
+# What a spreadsheet opening a TSV evaluates as a formula: a cell beginning with =, +, - or @, also after spaces (a
+# tab or CR first is one too, and TSV_BREAKS turns those into spaces). Quotes already there count, so that one more
+# leading quote is always the one tsv_cell added.
+FORMULA_START = re.compile(r"'*\s*[=+\-@]")
+PLAIN_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*|\s*-\s*")  # (a lone "-": "none")
+
+
+def tsv_cell(value):
+    """One cell of a TSV report. A number is written as it is. In text, a tab or a line break would split the row,
+    so each run of them becomes one space, and text a spreadsheet would run as a formula gets a leading apostrophe,
+    the convention spreadsheets themselves use for "this is text" (tsv_value reads it back); the rest of the text
+    (GLUE's trailing spaces too) is kept as it is."""
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        return str(value)
+    text = TSV_BREAKS.sub(" ", str(value))
+    return "'" + text if FORMULA_START.match(text) and not PLAIN_NUMBER.fullmatch(text) else text
+
+
+def tsv_value(cell):
+    """The text tsv_cell wrote `cell` for."""
+    return cell[1:] if cell.startswith("'") and tsv_cell(cell[1:]) == cell else cell
 
 
 def check_object(path, record, where):

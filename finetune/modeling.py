@@ -1,5 +1,6 @@
-"""Loading the tokenizer, config and model from a Hub id or a local folder, and the checks that need them: the
-sequence length the model takes, the packages the optimizer needs, and whether a checkpoint fits the model."""
+"""Loading the tokenizer, config and model from a Hub id or a local folder (what was loaded is checked in
+finetune.model_checks), and the checks that need them: the sequence length the model takes, the packages the
+optimizer needs, and whether a checkpoint fits the model."""
 
 import json
 import logging
@@ -10,6 +11,7 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer, Trainer
 
 from finetune.errors import InputError
+from finetune.model_checks import check_no_new_weights, check_vocabulary, check_weights_fit
 
 logger = logging.getLogger(__name__)
 
@@ -34,23 +36,34 @@ def load_tokenizer_and_config(model_args, **config_overrides):
                          "--trust_remote_code only if you trust that repository") from None
     for name, value in config_overrides.items():  # transformers 5 drops the ones that are not config fields
         setattr(config, name, value)
+    check_vocabulary(tokenizer, config, tokenizer_source, config_source)
     return config, tokenizer
 
 
-def load_model(model_args, auto_class, config):
+def load_model(model_args, auto_class, config, trains):
+    """The model; one that will not be trained (`trains` false) must have weights for every layer: a new layer's
+    random weights would be evaluated as if they were a result (chance-level accuracy, answers anywhere)."""
     if model_args.model_name_or_path is None:
+        if not trains:
+            raise InputError(f"no --model_name_or_path: the model of --config_name {model_args.config_name} would "
+                             "have random weights, and this run does not train it; give the trained model with "
+                             "--model_name_or_path, or pass --do_train")
         logger.info("No --model_name_or_path: training a new model from the config %s", model_args.config_name)
         model = auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
     else:
         try:
-            model = auto_class.from_pretrained(
+            model, loading = auto_class.from_pretrained(
                 model_args.model_name_or_path, config=config, cache_dir=model_args.cache_dir,
                 revision=model_args.model_revision, trust_remote_code=model_args.trust_remote_code,
+                output_loading_info=True, ignore_mismatched_sizes=True,  # (a mismatch: one line, below)
             )
         except OSError as error:  # a folder or Hub repository with a config but no weights
             raise InputError(f"could not load the weights of {model_args.model_name_or_path!r}: "
                              f"{str(error).splitlines()[0].rstrip('.')}; to train from scratch pass "
                              "--model_name_or_path \"\" and --config_name") from None
+        check_weights_fit(model_args.model_name_or_path, loading["mismatched_keys"])
+        if not trains:
+            check_no_new_weights(model_args.model_name_or_path, loading["missing_keys"], type(model).__name__)
     # The classification and QA heads return the mean loss of their batch and ignore `num_items_in_batch`. Their
     # forward() takes **kwargs, so the Trainer would otherwise assume they sum over items and multiply the loss by the
     # number of processes: with several processes the logged train/eval loss and the gradients came out N times too big.

@@ -137,7 +137,7 @@ def window_range(offsets, feature, token_starts):
 def failure_tsv(rows):
     """The rows as TSV text: COLUMNS, then the context."""
     lines = ["\t".join(key for key, _ in COLUMNS) + "\tcontext"]
-    lines += ["\t".join(tsv_cell(str(row[key])) for key, _ in COLUMNS) + "\t" + tsv_cell(row["context"])
+    lines += ["\t".join(tsv_cell(row[key]) for key, _ in COLUMNS) + "\t" + tsv_cell(row["context"])
               for row in rows]
     return "\n".join(lines) + "\n"
 

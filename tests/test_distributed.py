@@ -8,7 +8,7 @@ import os
 import shutil
 
 import pytest
-from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_python
+from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_python, saved_tiny_model
 
 import finetune.cli
 import finetune.runs
@@ -167,7 +167,7 @@ def test_glue_sst2_two_processes_train_eval_predict_and_only_rank_0_writes(sst2_
     assert sorted(f["index"] for f in distributed_failures) == sorted(f["index"] for f in single_failures)
 
 
-SQUAD_EVAL = [*TINY_MODEL, "--validation_file", SAMPLE_DIR / "squad_dev.json", "--test_file",
+SQUAD_EVAL = ["--validation_file", SAMPLE_DIR / "squad_dev.json", "--test_file",
               SAMPLE_DIR / "squad_test.json", "--do_eval", "--do_predict", "--max_seq_length", 64, "--doc_stride", 16,
               "--max_query_length", 16, "--per_device_eval_batch_size", 5, "--seed", 3, "--report_to", "none",
               "--disable_tqdm", "true"]
@@ -187,14 +187,15 @@ def test_two_processes_resume_after_a_crash_to_the_same_weights(sst2_two_process
 
 
 def test_squad_two_process_evaluation_equals_single_process_predictions(tmp_path):
-    """A model built from the config with a fixed seed is the same in every process; each window's logits then decide
-    the answers, so a window dropped, duplicated or misordered across processes changes the predictions files."""
+    """Each window's logits of one (untrained) model decide the answers, so a window dropped, duplicated or
+    misordered across processes changes the predictions files."""
     import run_squad
 
+    model = ["--model_name_or_path", saved_tiny_model(tmp_path / "model", "AutoModelForQuestionAnswering")]
     single = tmp_path / "single"
-    run_in_process(run_squad, [*SQUAD_EVAL, "--output_dir", single])
+    run_in_process(run_squad, [*model, *SQUAD_EVAL, "--output_dir", single])
     distributed = tmp_path / "ddp"
-    writes = torchrun(tmp_path, "run_squad.py", *SQUAD_EVAL, "--output_dir", distributed)
+    writes = torchrun(tmp_path, "run_squad.py", *model, *SQUAD_EVAL, "--output_dir", distributed)
     assert rank_1_writes_beyond_its_rng_state(writes[1]) == []
 
     for name in ("eval_predictions.json", "predict_predictions.json"):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_main_in_process, run_python, start_python
+from conftest import (REPO_DIR, SAMPLE_DIR, TINY_MODEL, run_main_in_process, run_python, saved_tiny_model,
+                      start_python)
 from safetensors.torch import load_file
 
 import finetune.arguments
@@ -323,11 +324,13 @@ def test_results_and_reports_are_written_atomically(tmp_path, capsys, monkeypatc
 def test_qa_results_predictions_and_reports_are_written_atomically(tmp_path, capsys, monkeypatch):
     import run_squad
 
+    model = saved_tiny_model(tmp_path / "model", "AutoModelForQuestionAnswering")
     written = record_atomic_writes(monkeypatch, run_squad)
-    code, err = run_in_process([*TINY_MODEL, "--validation_file", SAMPLE_DIR / "squad_dev.json", "--test_file",
-                                SAMPLE_DIR / "squad_test.json", "--do_eval", "--do_predict", "--max_seq_length", 64,
-                                "--doc_stride", 16, "--max_query_length", 16, "--report_to", "none",
-                                "--output_dir", tmp_path], capsys, run_squad)
+    code, err = run_in_process(["--model_name_or_path", model, "--validation_file", SAMPLE_DIR / "squad_dev.json",
+                                "--test_file", SAMPLE_DIR / "squad_test.json", "--do_eval", "--do_predict",
+                                "--max_seq_length", 64, "--doc_stride", 16, "--max_query_length", 16,
+                                "--report_to", "none", "--output_dir", tmp_path / "out"], capsys, run_squad)
+    tmp_path = tmp_path / "out"
     assert code == 0, err
     results = {"eval_results.json", "all_results.json", "eval_failures.tsv", "eval_predictions.json",
                "eval_nbest_predictions.json", "predict_predictions.json", "predict_nbest_predictions.json"}

@@ -11,7 +11,7 @@ from finetune.errors import InputError
 from finetune.metric_arrays import regression_metric
 from finetune.stats import compare_classification, paired_comparison
 from finetune.tasks.classification_metrics import REGRESSION_METRICS, f1_average
-from finetune.data import read_records, tsv_cell
+from finetune.data import read_records, tsv_cell, tsv_value
 from finetune.report import failure_page
 
 PREDICTIONS_FILE = "eval_predictions.tsv"
@@ -116,6 +116,7 @@ def read_predictions(path):
                          f"{', '.join(expected)}: {RERUN}")
     predictions = {}
     for row in rows:
+        row = {column: value if column == "_row" else tsv_value(value) for column, value in row.items()}
         where = f"{path}, {row['_row']}"
         if not row["index"].isascii() or not row["index"].isdigit():
             raise InputError(f"{where}: index {row['index']!r} is not a whole number; {RERUN}")

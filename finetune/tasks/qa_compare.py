@@ -57,7 +57,7 @@ def compare_squad(a, b, names, questions=None):
     summary = [f"Compared {len(a)} questions: A and B answer {len(differ)} of them differently (normalized text)."]
     if questions is None:
         rows = [{"id": qid, "a": a[qid], "b": b[qid]} for qid in differ]
-        lines = [HEADERS["squad_unscored"]] + [f"{qid}\t{tsv_cell(a[qid])}\t{tsv_cell(b[qid])}" for qid in differ]
+        lines = [HEADERS["squad_unscored"]] + ["\t".join(map(tsv_cell, (qid, a[qid], b[qid]))) for qid in differ]
         summary.append("Give --validation_file (the SQuAD file both were evaluated on) to score them, see which is "
                        "right, and test whether the difference is beyond this evaluation set's noise.")
         columns = [("id", "id"), ("a", "A answer"), ("b", "B answer")]
