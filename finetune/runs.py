@@ -16,8 +16,10 @@ it returns the checkpoint to resume from (None: start afresh). The rules:
   --overwrite_output_dir says to start over (the user's files are kept; the checkpoints the earlier run left are
   never resumed, and --save_total_limit may rotate them away, as the record says they are a run's of these scripts).
   A folder with checkpoints but no record is refused: which run wrote them cannot be told.
-- An evaluation- or prediction-only run trains nothing: it writes its results into the folder (beside the model it
-  evaluates, if that is the folder) under the lock, without reading or writing a record.
+- An evaluation- or prediction-only run writes into a folder that is new, holds the model it evaluates, or whose
+  record says its results are the same model's on the same data (claim_for_evaluation).
+- Only the checkpoints the record lists (this run's) are resumed, each checked first (checkpoint_problem), or
+  rotated away (keep_checkpoints).
 """
 
 import atexit
@@ -420,14 +422,66 @@ def claim_output_dir(training_args, model_args, data_args):
     if main_process:
         lock_output_dir(output_dir)
     try:
+        evaluation = evaluation_definition(training_args, model_args, data_args)
         if not training_args.do_train:
+            if main_process:
+                claim_for_evaluation(training_args, evaluation, output_dir)
             return None
         return resume_or_record(training_args, run_definition(training_args, model_args, data_args), output_dir,
-                                main_process)
+                                main_process, evaluation)
     except BaseException:
         if main_process:
             release_output_dir(str(output_dir.resolve()))
         raise
+
+
+# ---- Evaluation- and prediction-only runs: the results in a folder belong to one model and one data set
+
+RESULT_FILES = ("all_results.json", "eval_results.json", "predict_results.tsv", "predict_predictions.json")
+
+
+def evaluation_definition(training_args, model_args, data_args):
+    """What an evaluation's or prediction's results depend on: the model (a training run's: its output folder) and
+    the data files or Hub splits; None for a run that neither evaluates nor predicts."""
+    needed = {"validation": training_args.do_eval, "test": training_args.do_predict}
+    if not any(needed.values()):
+        return None
+    model = (str(Path(training_args.output_dir).resolve()) if training_args.do_train
+             else local_or_hub(model_args.model_name_or_path or model_args.config_name))
+    definition = {"model": model}
+    if not training_args.do_train and model_args.model_name_or_path:
+        definition["model_revision"] = model_args.model_revision
+    for split, wanted in needed.items():
+        path = getattr(data_args, DATA_FLAGS[split], None)
+        if wanted:
+            definition[split] = fingerprint(path) if path and os.path.isfile(path) else (
+                f"{getattr(data_args, 'dataset_name', None)} {getattr(data_args, 'dataset_config_name', None) or ''}"
+                .strip())
+    return json.loads(json.dumps(definition))
+
+
+def claim_for_evaluation(training_args, evaluation, output_dir):
+    """An evaluation- or prediction-only run writes into a folder that is new, or whose record says its results are
+    this model's on this data (a re-evaluation), or that holds the model it evaluates and no other results;
+    otherwise it is another run's folder: one line says whose. --overwrite_output_dir replaces the results."""
+    record = read_record(output_dir) or {}
+    earlier = record.get("evaluation")
+    own_model = evaluation is not None and evaluation["model"] == str(output_dir.resolve())
+    if earlier is not None and earlier != evaluation and not training_args.overwrite_output_dir:
+        found = differences(evaluation or {}, earlier, output_dir)
+        raise InputError(f"--output_dir {output_dir} holds the results of another evaluation: {found[0]}; choose "
+                         "another --output_dir, or pass --overwrite_output_dir to replace them")
+    foreign = record.get("definition") and not own_model or not record and any(
+        (output_dir / name).exists() for name in RESULT_FILES)
+    if earlier is None and foreign and not training_args.overwrite_output_dir:
+        whose = ("the run that trained a model there" if record.get("definition")
+                 else "a run that left no record of its model and data")
+        raise InputError(f"--output_dir {output_dir} holds the results of {whose}, which this run's would replace; "
+                         "choose another --output_dir (to evaluate that folder's own model there, give it as "
+                         "--model_name_or_path), or pass --overwrite_output_dir to replace them")
+    if evaluation is not None:
+        atomic_write_json(output_dir / RUN_RECORD, {**record, "evaluation": evaluation})
+        _held[str(output_dir.resolve())]["recorded"] = not record
 
 
 def holds_results(output_dir):
@@ -436,7 +490,7 @@ def holds_results(output_dir):
     return any(not written_before_first_checkpoint(p.name) and p not in half_written for p in output_dir.iterdir())
 
 
-def resume_or_record(training_args, definition, output_dir, main_process):
+def resume_or_record(training_args, definition, output_dir, main_process, evaluation=None):
     earlier = read_record(output_dir) if output_dir.is_dir() else None
     same_run = earlier is not None and earlier.get("definition") == definition
     if earlier is not None and not same_run and not training_args.overwrite_output_dir and holds_results(output_dir):
@@ -460,7 +514,7 @@ def resume_or_record(training_args, definition, output_dir, main_process):
     if main_process and (not same_run or overwrite):
         if earlier is not None and not same_run and not overwrite:
             logger.warning("Taking over %s: the run that wrote it left no checkpoint or result", output_dir)
-        record = {"definition": definition, "checkpoints": []}
+        record = {"definition": definition, "checkpoints": [], **({"evaluation": evaluation} if evaluation else {})}
         earlier_checkpoints = {p.name: checkpoint_stamp(p) for p in complete if str(p) != resume_from}
         if earlier_checkpoints:  # a run that starts beside another run's checkpoints: never to be resumed
             record["earlier_checkpoints"] = earlier_checkpoints

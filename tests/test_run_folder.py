@@ -115,3 +115,36 @@ def test_a_full_disk_while_torch_saves_is_one_line(tmp_path, capsys, monkeypatch
     code, err = train(tmp_path / "out", capsys, "--max_steps", 4)
     lines = err.strip().splitlines()
     assert code == 2 and lines[-1].startswith("error: the disk is full") and "Traceback" not in err
+
+
+def evaluate(model, output_dir, capsys, data="sst2_dev.tsv", *extra):
+    return run_main_in_process(run_glue_sst2, [
+        "--model_name_or_path", model, "--validation_file", SAMPLE_DIR / data, "--do_eval", "--max_seq_length", 32,
+        "--report_to", "none", "--output_dir", output_dir, *extra], capsys)
+
+
+def test_an_evaluation_writes_only_into_its_own_models_folder_or_a_new_one(eight_steps, tmp_path, capsys):
+    trained = tmp_path / "trained"
+    shutil.copytree(eight_steps, trained)
+    other_model = eight_steps / "checkpoint-12"
+    code, err = evaluate(other_model, trained, capsys)
+    assert code == 2 and "holds the results of the run that trained a model there" in err.strip().splitlines()[-1]
+    assert not (trained / "eval_results.json").exists()
+    assert evaluate(trained, trained, capsys)[0] == 0  # its own model: the results go beside it
+    assert evaluate(trained, trained, capsys)[0] == 0  # and again: a re-evaluation
+    (tmp_path / "other_dev.tsv").write_text((SAMPLE_DIR / "sst2_dev.tsv").read_text().replace("dull", "flat"))
+    code, err = evaluate(trained, trained, capsys, tmp_path / "other_dev.tsv")
+    assert code == 2 and "holds the results of another evaluation: validation" in err
+    assert evaluate(trained, trained, capsys, tmp_path / "other_dev.tsv", "--overwrite_output_dir")[0] == 0
+
+
+def test_results_without_a_record_are_not_replaced(eight_steps, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "eval_results.json").write_text('{"eval_accuracy": 0.99}')
+    code, err = evaluate(eight_steps / "checkpoint-12", folder, capsys)
+    assert code == 2 and "a run that left no record of its model and data" in err
+    assert (folder / "eval_results.json").read_text() == '{"eval_accuracy": 0.99}'
+    fresh = tmp_path / "fresh"
+    assert evaluate(eight_steps / "checkpoint-12", fresh, capsys)[0] == 0
+    assert evaluate(eight_steps / "checkpoint-12", fresh, capsys)[0] == 0  # the same evaluation again
