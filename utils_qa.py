@@ -599,6 +599,11 @@ def qa_pipeline(model_name_or_path, revision=None, device=None, **options):
         tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, revision=revision)
     except (OSError, ValueError) as error:
         raise fail(error) from None
+    except Exception as error:  # safetensors' SafetensorError: a truncated or damaged weights file
+        if type(error).__name__ != "SafetensorError":
+            raise
+        raise InputError(f"could not load the weights of {model_name_or_path!r}: its weights file is truncated or "
+                         f"damaged ({str(error).splitlines()[0]}); download or copy the model again") from None
     problem = vocabulary_problem(tokenizer, config)
     if problem == "no vocabulary":
         raise InputError(f"{model_name_or_path} has no tokenizer files (tokenizer.json, vocab.txt, ...): every word "

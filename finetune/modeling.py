@@ -61,6 +61,10 @@ def load_model(model_args, auto_class, config, trains):
             raise InputError(f"could not load the weights of {model_args.model_name_or_path!r}: "
                              f"{str(error).splitlines()[0].rstrip('.')}; to train from scratch pass "
                              "--model_name_or_path \"\" and --config_name") from None
+        except safetensors.SafetensorError as error:  # a weights file cut short (a copy or a download interrupted)
+            raise InputError(f"could not load the weights of {model_args.model_name_or_path!r}: a weights file is "
+                             f"truncated or damaged ({str(error).splitlines()[0]}); download or copy the model "
+                             "again") from None
         check_weights_fit(model_args.model_name_or_path, loading["mismatched_keys"])
         if not trains:
             check_no_new_weights(model_args.model_name_or_path, loading["missing_keys"], type(model).__name__)

@@ -126,6 +126,9 @@ class OrderedEvalTrainer(Trainer):
                 else "this run saved no model")
         usual = " (fine-tuning rates are usually 1e-5 to 1e-3)" if args.learning_rate >= 1e-2 else ""
         remedies = [f"a lower --learning_rate{usual}"]
+        if args.adam_epsilon <= 0 and "adam" in str(getattr(args.optim, "value", args.optim)):
+            # Adam divides by sqrt(second moment) + epsilon: 0 where a gradient has always been 0 (padding embeddings)
+            remedies.insert(0, "--adam_epsilon 1e-8 (with 0, Adam divides by zero where a gradient is always 0)")
         if not args.max_grad_norm or args.max_grad_norm <= 0:
             remedies.append("--max_grad_norm 1.0")
         remedies.append("a longer warm-up (--warmup_steps)" if args.warmup_steps or args.warmup_ratio

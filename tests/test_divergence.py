@@ -124,3 +124,11 @@ def test_a_nan_loss_stops_the_run_though_the_logged_loss_hides_it(tmp_path, caps
     [line] = error_lines(err)
     assert "within the first 5 steps" in line
     assert written(tmp_path) == []
+
+
+def test_a_zero_adam_epsilon_is_named_first_among_the_causes(tmp_path, capsys):
+    code, err = run_main_in_process(run_glue_sst2, [SST2, "--adam_epsilon", "0", "--output_dir", tmp_path, *QUIET],
+                                    capsys)
+    assert code == 2
+    [line] = error_lines(err)
+    assert "training diverged" in line and "retry with --adam_epsilon 1e-8 (with 0, Adam divides by zero" in line

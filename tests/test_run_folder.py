@@ -148,3 +148,22 @@ def test_results_without_a_record_are_not_replaced(eight_steps, tmp_path, capsys
     fresh = tmp_path / "fresh"
     assert evaluate(eight_steps / "checkpoint-12", fresh, capsys)[0] == 0
     assert evaluate(eight_steps / "checkpoint-12", fresh, capsys)[0] == 0  # the same evaluation again
+
+
+@pytest.mark.parametrize("auto_class", ["AutoModelForSequenceClassification", "AutoModelForQuestionAnswering"])
+def test_a_model_folder_with_truncated_weights_is_one_line(tmp_path, capsys, auto_class):
+    from conftest import run_main_with_output, saved_tiny_model
+
+    import utils_qa
+
+    folder = saved_tiny_model(tmp_path / "model", auto_class)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a download cut short
+    if auto_class == "AutoModelForQuestionAnswering":
+        with pytest.raises(utils_qa.InputError, match="truncated or damaged"):
+            utils_qa.qa_pipeline(str(folder))
+        return
+    code, out, err = run_main_with_output(run_glue_sst2, [
+        "--model_name_or_path", folder, "--validation_file", SAMPLE_DIR / "sst2_dev.tsv", "--do_eval",
+        "--output_dir", tmp_path / "out"], capsys)
+    assert code == 2 and "a weights file is truncated or damaged" in err.strip().splitlines()[-1]
