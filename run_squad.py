@@ -26,7 +26,7 @@ from finetune.arguments import ModelArguments
 from finetune.cli import PhaseClock, parse_args, run_main, set_up_logging
 from finetune.errors import InputError
 from finetune.data import (REPO_DIR, cycle_collection_paused, first_rows, load_hub_split, load_squad_file,
-                           map_in_processes, squad_records)
+                           map_in_processes, renamed_columns, squad_records)
 from finetune.model_checks import warn_if_batch_exceeds_data
 from finetune.modeling import check_max_seq_length, check_training_setup, load_model, load_tokenizer_and_config
 from finetune.outputs import atomic_write_json, atomic_write_text, save_metrics
@@ -50,11 +50,12 @@ def load_split(data_args, split):
     path = getattr(data_args, SPLITS[split])
     with_answers = split != "test"
     if path:
-        return load_squad_file(path, with_answers, data_args.version_2_with_negative)
+        return load_squad_file(path, with_answers, data_args.version_2_with_negative, data_args.columns())
     if not data_args.dataset_name:
         raise InputError(f"no data for the {split} split: give --{SPLITS[split]} or --dataset_name")
     rows, source = load_hub_split(data_args.dataset_name, data_args.dataset_config_name, split)
-    return squad_records(rows, source, with_answers, data_args.version_2_with_negative)
+    return squad_records(renamed_columns(rows, data_args.columns()), source, with_answers,
+                         data_args.version_2_with_negative)
 
 
 def best_null_score_diff_threshold(null_odds, best_probability_threshold):

@@ -60,14 +60,25 @@ def cycle_collection_paused():
 # the file and the record. Nothing is skipped silently, because a skipped row changes the metrics.
 
 
-def load_squad_file(path, with_answers=True, version_2_with_negative=False):
+def load_squad_file(path, with_answers=True, version_2_with_negative=False, columns=None):
     """Records (id, title, context, question[, answers{text, answer_start}]) from the official nested SQuAD JSON
     (data -> paragraphs -> qas, optionally .gz) or flat .json/.jsonl/.csv rows; a CSV holds `answers` as JSON text.
-    with_answers=False reads a prediction file (answers are neither needed nor read)."""
+    with_answers=False reads a prediction file (answers are neither needed nor read). columns: {a flat file's
+    column: the SQuAD name it holds} (run_squad.py's --question_column_name, ...)."""
     rows = read_records(path, flag="a SQuAD file")
     if any("paragraphs" in row for row in rows):
         rows = flatten_squad(rows, path)
+    else:
+        rows = renamed_columns(rows, columns)
     return squad_records(rows, path, with_answers, version_2_with_negative)
+
+
+def renamed_columns(rows, columns):
+    """The rows with their columns renamed by `columns` ({name in the data: name here}); as they are without."""
+    columns = {name: ours for name, ours in (columns or {}).items() if name != ours}
+    if not columns:
+        return rows
+    return [{columns.get(key, key): value for key, value in row.items() if key not in columns.values()} for row in rows]
 
 
 def flatten_squad(articles, source):

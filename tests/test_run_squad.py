@@ -229,3 +229,15 @@ def test_the_model_cards_usage_snippet_answers_from_the_context(quickstart_run, 
     answer = ast.literal_eval(capsys.readouterr().out.strip().splitlines()[-1])
     context = "The Eiffel Tower is a wrought-iron lattice tower in Paris, France."
     assert set(answer) == {"score", "start", "end", "answer"} and context[answer["start"]:answer["end"]] == answer["answer"]
+
+
+def test_the_examples_column_name_flags_read_other_names(tmp_path):
+    """run_qa.py's --question_column_name, --context_column_name and --answer_column_name, for flat files and Hub
+    datasets of other column names."""
+    records = run_squad.load_squad_file(SAMPLE_DIR / "squad_dev.json")[:5]
+    renamed = [{"id": r["id"], "title": r["title"], "ask": r["question"], "passage": r["context"], "gold": r["answers"]}
+               for r in records]
+    (tmp_path / "dev.jsonl").write_text("\n".join(json.dumps(r) for r in renamed) + "\n")
+    args = run_squad.DataArguments(validation_file=str(tmp_path / "dev.jsonl"), question_column_name="ask",
+                                   context_column_name="passage", answer_column_name="gold")
+    assert run_squad.load_split(args, "validation") == records

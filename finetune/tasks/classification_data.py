@@ -39,7 +39,7 @@ class DataArguments:
     text_pair_column: str | None = field(default=None, metadata={"help": "Second text of a sentence pair."})
     label_column: str = field(default="label", metadata={"help": "Label column: names, integers, or scores."})
     problem_type: str | None = field(default=None, metadata={
-        "help": "single_label_classification or regression (default: regression when the labels are fractions)",
+        "help": "Unset: a regression where the training labels are fractions, else a classification",
         "choices": PROBLEM_TYPES})
     max_seq_length: int = field(default=128, metadata={"help": "Longer texts are truncated to this many tokens."})
     pad_to_max_length: bool | None = field(

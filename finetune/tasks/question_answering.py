@@ -58,6 +58,10 @@ class DataArguments:
     test_file: str | None = field(default=None, metadata={"help": "Rows of id, question, context (no answers)."})
     max_seq_length: int = field(default=384, metadata={"help": "Tokens per window (question + context)."})
     doc_stride: int = field(default=128, metadata={"help": "Context tokens shared by consecutive windows."})
+    question_column_name: str = field(default="question", metadata={"help": "The question column of flat rows or a "
+                                                                            "Hub dataset."})
+    context_column_name: str = field(default="context", metadata={"help": "The context column."})
+    answer_column_name: str = field(default="answers", metadata={"help": "The answers column."})
     max_query_length: int = field(default=64, metadata={"help": "Longer questions are cut to this many tokens."})
     pad_to_max_length: bool = field(
         default=True, metadata={"help": "Pad every window to max_seq_length (False: pad to the longest in the batch)."}
@@ -86,6 +90,11 @@ class DataArguments:
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for tokenization (at most one per CPU core)."}
     )
+
+    def columns(self):
+        """{the data's column: the SQuAD name it holds}, for finetune.data.renamed_columns."""
+        return {self.question_column_name: "question", self.context_column_name: "context",
+                self.answer_column_name: "answers"}
 
     def check(self):
         for name in ("n_best_size", "max_answer_length", "max_query_length", "doc_stride"):
