@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU measurement in one command, sized for about 9 minutes on one H100/H200.
-# Run from the repository root on the GPU machine, with .gpu/ built by benchmarks/prepare_gpu_payload.sh:
+# Every GPU measurement in one command: about 9 minutes on one H100.
+# Run from the repository root on the GPU machine, with .gpu/ built by benchmarks/prepare_offline_gpu.sh:
 #
 #   bash benchmarks/gpu_benchmarks.sh              # results in $OUT (default /tmp/gpu_benchmarks_out)
 #   SMOKE=1 PYTHON=.venv/bin/python SKIP_WHEELS=1 bash benchmarks/gpu_benchmarks.sh   # CPU test of this script

