@@ -575,7 +575,33 @@ def qa_pipeline(model_name_or_path, revision=None, device=None, dtype="auto", **
     if any("qa_outputs" in name for name in loading["missing_keys"]):
         raise InputError(f"{model_name_or_path} has no question-answering head (its weights hold no qa_outputs "
                          "layer): give a model trained for question answering, e.g. with run_squad.py")
-    return QuestionAnsweringPipeline(model=model, tokenizer=tokenizer, device=device, **options)
+    return QuestionAnsweringPipeline(model=model, tokenizer=tokenizer, device=device, dtype=dtype, **options)
+
+
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def native_bf16(device):
+    """Whether `device` computes bf16 natively: a CUDA GPU of Ampere or newer, or a CPU with AMX or AVX512-BF16 (as
+    torch detects them; elsewhere torch emulates bf16, slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return any(getattr(torch.cpu, name, lambda: False)() for name in ("_is_amx_tile_supported",
+                                                                         "_is_avx512_bf16_supported"))
+    return False
+
+
+def autocast_dtype(dtype, model, device):
+    """The dtype the forward passes autocast to (None: none, the weights' own), for dtype "float32", "bfloat16" or
+    "auto" (transformers' names; a torch.dtype as well). "auto": bfloat16 where the device computes it natively and
+    the weights are float32, else the weights' own."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in DTYPES:
+        raise InputError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    if name == "auto":
+        name = "bfloat16" if model.dtype == torch.float32 and native_bf16(device) else "weights"
+    return torch.bfloat16 if name == "bfloat16" else None
 
 
 class QuestionAnsweringPipeline(Pipeline):
@@ -587,11 +613,18 @@ class QuestionAnsweringPipeline(Pipeline):
     max_question_len (64), handle_impossible_answer (answer "" when the model says there is no answer; default:
     where the model stores a no-answer threshold, see run_squad.py --version_2_with_negative), batch_size (windows
     per forward pass, 32). Each answer is {"score", "start", "end", "answer"} with context[start:end] == answer;
-    "" with start = end = 0 is "no answer"."""
+    "" with start = end = 0 is "no answer".
 
-    def __init__(self, *args, **kwargs):
+    dtype (at construction): what the model computes in. "float32"; "bfloat16": bf16 autocast over the float32
+    weights (matmuls in bf16, normalizations and softmax in float32), as training in bf16 does; "auto" (the
+    default): bfloat16 where the device computes it natively (a CPU with AMX or AVX512-BF16, a GPU of Ampere or
+    newer), float32 elsewhere; weights loaded in another dtype (`pipeline(..., dtype=torch.float16)`) run as they
+    are. The default's speed and accuracy against float32: BENCHMARKS.md."""
+
+    def __init__(self, *args, dtype="auto", **kwargs):
         kwargs.setdefault("task", PIPELINE_TASK)
         super().__init__(*args, **kwargs)
+        self.autocast_dtype = autocast_dtype(dtype, self.model, self.device)
         architectures = getattr(self.model.config, "architectures", None) or []
         if architectures and not any(name.endswith("ForQuestionAnswering") for name in architectures):
             raise InputError(f"{self.model.name_or_path} is a {architectures[0]}, not a question-answering model")
@@ -666,7 +699,8 @@ class QuestionAnsweringPipeline(Pipeline):
             rows = order[begin:begin + window_batch_size]
             batch = self.tokenizer.pad([{name: features[name][i] for name in names} for i in rows],
                                        return_tensors="pt").to(self.device)
-            outputs = self.model(**batch)
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+                outputs = self.model(**batch)
             width = outputs.start_logits.shape[1]
             logits[0, rows, :width] = outputs.start_logits.float().cpu().numpy()
             logits[1, rows, :width] = outputs.end_logits.float().cpu().numpy()
@@ -711,6 +745,9 @@ def main(argv=None):
     parser.add_argument("--max_seq_len", type=int, default=384, help="tokens per window (default 384)")
     parser.add_argument("--doc_stride", type=int, default=128, help="context tokens shared by windows (default 128)")
     parser.add_argument("--max_question_len", type=int, default=64, help="longer questions are cut (default 64)")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto",
+                        help="what the model computes in (default auto: bfloat16 where the CPU or GPU computes it "
+                             "natively, else float32)")
     args = parser.parse_args(argv)
     try:
         context = args.context
@@ -723,7 +760,7 @@ def main(argv=None):
         if args.top_k < 1:
             raise InputError(f"--top_k must be at least 1 (got {args.top_k})")
         impossible = None if args.handle_impossible_answer is None else args.handle_impossible_answer == "true"
-        qa = qa_pipeline(args.model, revision=args.revision)
+        qa = qa_pipeline(args.model, revision=args.revision, dtype=args.dtype)
         answers = qa(question=args.question, context=context, top_k=args.top_k, max_seq_len=args.max_seq_len,
                      doc_stride=args.doc_stride, max_question_len=args.max_question_len,
                      handle_impossible_answer=impossible)
