@@ -361,10 +361,15 @@ def prepare_eval_features(examples, tokenizer, max_seq_length=384, doc_stride=12
 def column(rows, name):
     """A column of a datasets.Dataset, a dict of lists or a list of dicts, as a list."""
     if hasattr(rows, "with_format"):
-        return rows.with_format("arrow")[name].to_pylist()  # one conversion, not a lookup per element
+        return arrow_rows(rows)[name].to_pylist()  # one conversion, not a lookup per element
     if isinstance(rows, dict):
         return list(rows[name])
     return [row[name] for row in rows]
+
+
+def arrow_rows(dataset):
+    """A datasets.Dataset formatted as Arrow (each with_format call deep-copies the dataset's description)."""
+    return dataset if dataset.format["type"] == "arrow" else dataset.with_format("arrow")
 
 
 class ContextOffsets:
@@ -375,7 +380,7 @@ class ContextOffsets:
         if hasattr(features, "with_format"):  # datasets.Dataset: read Arrow buffers instead of building lists
             import pyarrow as pa
 
-            offsets = features.with_format("arrow")["offset_mapping"]
+            offsets = arrow_rows(features)["offset_mapping"]
             offsets = offsets.combine_chunks() if isinstance(offsets, pa.ChunkedArray) else offsets
             self.lengths = offsets.value_lengths().to_numpy()
             pairs = offsets.flatten()
@@ -393,6 +398,14 @@ class ContextOffsets:
         self.start_char = np.full(len(in_context), -1, dtype=np.int32)  # -1: not a context token
         self.end_char = np.full(len(in_context), -1, dtype=np.int32)
         self.start_char[in_context], self.end_char[in_context] = chars[:, 0], chars[:, 1]
+        self.in_context = in_context
+
+    def context_mask(self, width):
+        """(features, width): whether each position is a context token (positions past a feature's end are not)."""
+        if (self.lengths == width).all():  # features padded to one length: the flat mask is the grid
+            return self.in_context.reshape(len(self.lengths), width)
+        positions = np.broadcast_to(np.arange(width, dtype=np.int32), (len(self.lengths), width))
+        return self.lookup(positions, self.start_char)[0]
 
     def lookup(self, positions, char_of_token):
         """(in_context, char) for token positions of shape (features, k), from self.start_char or self.end_char;
@@ -403,8 +416,19 @@ class ContextOffsets:
 
 
 def top_k(values, k):
-    """Indices of the k largest values of each row, in no particular order (scores decide the order later)."""
-    return np.argpartition(values, values.shape[1] - k, axis=1)[:, -k:].astype(np.int32)
+    """Indices of the k largest values of each row, in increasing order; of values tied for the k-th place the first
+    ones (the reference's stable sort keeps those). np.partition finds each row's k-th largest value, a pass of
+    comparisons the positions above it: several times faster than np.argpartition, which slows down on the many
+    -inf of the positions outside the context."""
+    n, width = values.shape
+    kth = np.partition(values, width - k, axis=1)[:, width - k, None]
+    chosen = values > kth
+    ties = values == kth
+    short = k - chosen.sum(axis=1)  # how many of each row's ties at the k-th value make the cut
+    tied_rows = np.flatnonzero(ties.sum(axis=1) != short)  # rows where some ties stay out: keep the first ones
+    if len(tied_rows):
+        ties[tied_rows] &= np.cumsum(ties[tied_rows], axis=1) <= short[tied_rows, None]
+    return np.nonzero(chosen | ties)[1].astype(np.int32).reshape(n, k)
 
 
 def candidate_spans(start_logits, end_logits, offsets, n_best_size, max_answer_length):
@@ -415,8 +439,7 @@ def candidate_spans(start_logits, end_logits, offsets, n_best_size, max_answer_l
     context, end before start, longer than max_answer_length tokens), and for the start and end positions
     (features, k): their token indices and character offsets."""
     k = min(n_best_size, start_logits.shape[1])
-    positions = np.broadcast_to(np.arange(start_logits.shape[1], dtype=np.int32), start_logits.shape)
-    in_context = offsets.lookup(positions, offsets.start_char)[0]
+    in_context = offsets.context_mask(start_logits.shape[1])
     starts = top_k(np.where(in_context, start_logits, -np.inf), k)
     ends = top_k(np.where(in_context, end_logits, -np.inf), k)
     start_ok, start_char = offsets.lookup(starts, offsets.start_char)
@@ -455,6 +478,8 @@ def postprocess_qa_predictions(examples, features, predictions, version_2_with_n
     answer's characters in the context; (feature, None, None) where the answer is not a span of the context).
     """
     start_logits, end_logits = (np.asarray(p) for p in predictions)
+    # datasets.Dataset: formatted as Arrow once, for all the columns read below
+    examples, features = (arrow_rows(rows) if hasattr(rows, "with_format") else rows for rows in (examples, features))
     feature_example_ids = column(features, "example_id")  # len(features) of a dict of lists counts its keys
     if len(start_logits) != len(feature_example_ids):
         raise ValueError(f"got {len(start_logits)} predictions for {len(feature_example_ids)} features")
@@ -579,9 +604,10 @@ def null_probability(null_odds):
 # The pipeline
 
 
-def qa_pipeline(model_name_or_path, revision=None, device=None, **options):
+def qa_pipeline(model_name_or_path, revision=None, device=None, dtype="auto", **options):
     """A question-answering pipeline for a model given by Hub name (at `revision`) or folder, used as transformers 4's
-    was: `qa(question=..., context=...)`, a string or lists of both. Options: see QuestionAnsweringPipeline."""
+    was: `qa(question=..., context=...)`, a string or lists of both. dtype and the options: see
+    QuestionAnsweringPipeline."""
     def fail(error):
         return InputError(f"could not load the model {model_name_or_path!r}: {str(error).splitlines()[0]}")
 
@@ -615,7 +641,33 @@ def qa_pipeline(model_name_or_path, revision=None, device=None, **options):
     if any("qa_outputs" in name for name in loading["missing_keys"]):
         raise InputError(f"{model_name_or_path} has no question-answering head (its weights hold no qa_outputs "
                          "layer): give a model trained for question answering, e.g. with run_squad.py")
-    return QuestionAnsweringPipeline(model=model, tokenizer=tokenizer, device=device, **options)
+    return QuestionAnsweringPipeline(model=model, tokenizer=tokenizer, device=device, dtype=dtype, **options)
+
+
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def native_bf16(device):
+    """Whether `device` computes bf16 natively: a CUDA GPU of Ampere or newer, or a CPU with AMX or AVX512-BF16 (as
+    torch detects them; elsewhere torch emulates bf16, slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return any(getattr(torch.cpu, name, lambda: False)() for name in ("_is_amx_tile_supported",
+                                                                         "_is_avx512_bf16_supported"))
+    return False
+
+
+def autocast_dtype(dtype, model, device):
+    """The dtype the forward passes autocast to (None: none, the weights' own), for dtype "float32", "bfloat16" or
+    "auto" (transformers' names; a torch.dtype as well). "auto": bfloat16 where the device computes it natively and
+    the weights are float32, else the weights' own."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in DTYPES:
+        raise InputError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    if name == "auto":
+        name = "bfloat16" if model.dtype == torch.float32 and native_bf16(device) else "weights"
+    return torch.bfloat16 if name == "bfloat16" else None
 
 
 class QuestionAnsweringPipeline(Pipeline):
@@ -627,11 +679,18 @@ class QuestionAnsweringPipeline(Pipeline):
     max_question_len (64), handle_impossible_answer (answer "" when the model says there is no answer; default:
     where the model stores a no-answer threshold, see run_squad.py --version_2_with_negative), batch_size (windows
     per forward pass, 32). Each answer is {"score", "start", "end", "answer"} with context[start:end] == answer;
-    "" with start = end = 0 is "no answer"."""
+    "" with start = end = 0 is "no answer".
 
-    def __init__(self, *args, **kwargs):
+    dtype (at construction): what the model computes in. "float32"; "bfloat16": bf16 autocast over the float32
+    weights (matmuls in bf16, normalizations and softmax in float32), as training in bf16 does; "auto" (the
+    default): bfloat16 where the device computes it natively (a CPU with AMX or AVX512-BF16, a GPU of Ampere or
+    newer), float32 elsewhere; weights loaded in another dtype (`pipeline(..., dtype=torch.float16)`) run as they
+    are. The default's speed and accuracy against float32: BENCHMARKS.md."""
+
+    def __init__(self, *args, dtype="auto", **kwargs):
         kwargs.setdefault("task", PIPELINE_TASK)
         super().__init__(*args, **kwargs)
+        self.autocast_dtype = autocast_dtype(dtype, self.model, self.device)
         architectures = getattr(self.model.config, "architectures", None) or []
         if architectures and not any(name.endswith("ForQuestionAnswering") for name in architectures):
             raise InputError(f"{self.model.name_or_path} is a {architectures[0]}, not a question-answering model")
@@ -712,7 +771,8 @@ class QuestionAnsweringPipeline(Pipeline):
             rows = order[begin:begin + window_batch_size]
             batch = self.tokenizer.pad([{name: features[name][i] for name in names} for i in rows],
                                        return_tensors="pt").to(self.device)
-            outputs = self.model(**batch)
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+                outputs = self.model(**batch)
             width = outputs.start_logits.shape[1]
             logits[0, rows, :width] = outputs.start_logits.float().cpu().numpy()
             logits[1, rows, :width] = outputs.end_logits.float().cpu().numpy()
@@ -757,6 +817,9 @@ def main(argv=None):
     parser.add_argument("--max_seq_len", type=int, default=384, help="tokens per window (default 384)")
     parser.add_argument("--doc_stride", type=int, default=128, help="context tokens shared by windows (default 128)")
     parser.add_argument("--max_question_len", type=int, default=64, help="longer questions are cut (default 64)")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto",
+                        help="what the model computes in (default auto: bfloat16 where the CPU or GPU computes it "
+                             "natively, else float32)")
 
     def one_line(message):  # argparse's own way prints its usage text above the message
         print(f"error: {message}; see --help", file=sys.stderr)
@@ -780,7 +843,7 @@ def main(argv=None):
             except (OSError, UnicodeDecodeError) as error:
                 raise InputError(f"{args.context_file}: cannot read it as UTF-8 text ({error})") from None
         impossible = None if args.handle_impossible_answer is None else args.handle_impossible_answer == "true"
-        qa = qa_pipeline(args.model, revision=args.revision)
+        qa = qa_pipeline(args.model, revision=args.revision, dtype=args.dtype)
         check_qa_tokenizer(qa.tokenizer, args.max_seq_len, args.doc_stride, args.max_question_len, names=SHELL_FLAGS)
         answers = qa(question=args.question, context=context, top_k=args.top_k, max_seq_len=args.max_seq_len,
                      doc_stride=args.doc_stride, max_question_len=args.max_question_len,

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Post-processing speed: utils_qa.postprocess_qa_predictions (vectorized) versus the straightforward algorithm
 (tests/qa_reference.py: a loop over the top start x end pairs of every feature, as in the transformers example), on
-the SQuAD v1.1 dev features (384/128: 10,784 windows) with random logits. Asserts identical answers, prints both
-times and the ratio.
+the SQuAD v1.1 dev features (384/128: 10,784 windows) with random logits. Asserts identical answers; the two run
+in alternating turns, best of --repeats; prints both wall and CPU times and the ratios.
 
     python benchmarks/bench_postprocess.py [--squad_dir ../shared/data/squad] [--tokenizer_name PATH]
 
@@ -28,14 +28,21 @@ from finetune.data import load_squad_file  # noqa: E402
 from utils_qa import postprocess_qa_predictions, prepare_eval_features  # noqa: E402
 
 
-def best_of(repeats, function, *args):
-    """(result, fastest wall time of `repeats` calls): the minimum is the least disturbed by other processes."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function(*args)
-        times.append(time.perf_counter() - start)
-    return result, min(times)
+def alternating(repeats, ways):
+    """{name: (result, fastest wall time, fastest CPU time of this process)} of each way of `ways` ({name: call}),
+    run in turns, each first in its turn in rotation, so that other work on a shared machine slows them alike. The
+    CPU time (both ways compute on one thread) counts only this process's work: on a busy machine it stays near
+    the idle wall time, which is all the more disturbed the longer a way runs."""
+    names = list(ways)
+    wall, cpu, results = ({name: [] for name in names} for _ in range(3))
+    for repeat in range(repeats):
+        turn = repeat % len(names)
+        for name in names[turn:] + names[:turn]:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            results[name] = ways[name]()
+            cpu[name].append(time.process_time() - start_cpu)
+            wall[name].append(time.perf_counter() - start)
+    return {name: (results[name], min(wall[name]), min(cpu[name])) for name in names}
 
 
 def minilm_tokenizer_dir():
@@ -63,18 +70,20 @@ def main():
     # The reference gets plain Python lists (conversion not timed); ours gets the Datasets, as run_squad.py passes.
     examples_lists = examples.to_dict()
     features_lists = features.select_columns(["example_id", "offset_mapping"]).to_dict()
-    reference, reference_time = best_of(args.repeats, straightforward_postprocess, examples_lists, features_lists,
-                                        predictions)
-    ours, ours_time = best_of(args.repeats, postprocess_qa_predictions, examples, features, predictions)
+    load = os.getloadavg()[0]
+    timed = alternating(args.repeats, {
+        "straightforward": partial(straightforward_postprocess, examples_lists, features_lists, predictions),
+        "vectorized": partial(postprocess_qa_predictions, examples, features, predictions)})
+    (reference, reference_time, reference_cpu), (ours, ours_time, ours_cpu) = timed.values()
 
     different = [qid for qid in reference if reference[qid] != ours[qid]]
     assert not different, f"{len(different)} different answers, e.g. {different[0]}: " \
                           f"{reference[different[0]]!r} vs {ours[different[0]]!r}"
     print(f"identical answers for all {len(ours)} examples")
-    print(f"straightforward: {reference_time:.3f} s (best of {args.repeats})")
-    print(f"vectorized:      {ours_time:.3f} s (best of {args.repeats})")
-    print(f"speed-up:        {reference_time / ours_time:.1f}x")
-
+    print(f"straightforward: {reference_time:.3f} s, CPU {reference_cpu:.3f} s (best of {args.repeats}, alternating)")
+    print(f"vectorized:      {ours_time:.3f} s, CPU {ours_cpu:.3f} s (best of {args.repeats}, alternating)")
+    print(f"speed-up:        {reference_time / ours_time:.1f}x wall, {reference_cpu / ours_cpu:.1f}x CPU time "
+          f"(load average {load:.2f} -> {os.getloadavg()[0]:.2f})")
 
 if __name__ == "__main__":
     main()

@@ -166,8 +166,17 @@ class TrainingArguments(transformers.TrainingArguments):
         """Sets each speed setting that neither the recipe nor the command line set (see speed_settings)."""
         requested = {name: getattr(self, name) for name in SPEED_SETTINGS}
         requested["fsdp"] = bool(self.fsdp) or os.environ.get("ACCELERATE_USE_FSDP") == "true"
-        for name, value in speed_settings(requested, this_machine(self.use_cpu)).items():
+        machine = this_machine(self.use_cpu)
+        for name, value in speed_settings(requested, machine).items():
             setattr(self, name, value)
+        self.precision_reason = precision_reason(requested, self.bf16, machine)  # printed by speed_summary()
+        if self.bf16 and not machine.gpu and not torch.accelerator.is_available():
+            # The Trainer's own check looks for a GPU and refuses bf16 on a CPU unless use_cpu is set; on a machine
+            # without an accelerator use_cpu changes nothing else.
+            self.use_cpu = True
+        if self.bf16 and not machine.gpu and not machine.cpu_bf16:
+            logger.warning("--bf16 on a CPU without native bf16 (AMX or AVX512-BF16): torch emulates it, and the run "
+                           "is slower than in fp32; leave --bf16 out to let the machine choose")
 
     @property
     def replays_cuda_graphs(self):
@@ -177,7 +186,9 @@ class TrainingArguments(transformers.TrainingArguments):
     def speed_summary(self):
         """One line: what resolve_speed_settings() and the recipe chose, to be printed at the start of a run."""
         device = torch.cuda.get_device_name() if torch.cuda.is_available() and not self.use_cpu else "CPU"
-        precision = "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32" + (" (tf32 matmuls)" if self.tf32 else "")
+        precision = "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32" + (" with tf32 matmuls" if self.tf32 else "")
+        reason = getattr(self, "precision_reason", None)
+        precision += f" ({reason})" if reason else ""
         compiled = (f"torch.compile {self.torch_compile_backend}" + (f" {self.torch_compile_mode}"
                     if self.torch_compile_mode else "")) if self.torch_compile else "no torch.compile"
         pinned = ", pinned memory" if self.dataloader_pin_memory else ""
@@ -274,25 +285,38 @@ class Machine:
     tf32: bool  # ... that has tf32 matmuls (Ampere or newer)
     cpu_count: int
     local_processes: int  # processes of this run on this machine (torchrun / accelerate launch)
+    cpu_bf16: str = ""  # the CPU's instructions that compute bf16 natively ("AMX", "AVX512-BF16"), "" for none
 
 
 def this_machine(use_cpu=False):
     gpu = torch.cuda.is_available() and not use_cpu
     return Machine(gpu=gpu, bf16=gpu and torch.cuda.is_bf16_supported(including_emulation=False),
                    tf32=gpu and is_torch_tf32_available(), cpu_count=os.cpu_count() or 1,
-                   local_processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+                   local_processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")), cpu_bf16=native_cpu_bf16())
+
+
+def native_cpu_bf16():
+    """The instructions of this CPU that compute bf16 natively, as torch's oneDNN kernels use them: AMX tiles (Xeon
+    Sapphire Rapids and newer) or AVX512-BF16 (Xeon Cooper Lake, AMD Zen 4 and newer); "" for none, where torch
+    emulates bf16 by converting to fp32 and back, slower than fp32 itself."""
+    cpu = torch.cpu
+    if getattr(cpu, "_is_amx_tile_supported", lambda: False)():
+        return "AMX"
+    if getattr(cpu, "_is_avx512_bf16_supported", lambda: False)():
+        return "AVX512-BF16"
+    return ""
 
 
 def speed_settings(requested, machine):
     """The fastest safe value of each speed setting left unset (None) in `requested`, for `machine`; the values set
-    stay. On a CPU: fp32, eager, batches built in the training process. On a CUDA GPU: bf16 and tf32 where it has
-    them, torch.compile (the recipe may name its backend: a CPU ignores it), loader workers copying from pinned
-    memory without waiting, and no per-step read of the loss (the NaN filter syncs the GPU every step). The fused
-    AdamW is the Trainer's default on both."""
+    stay. On a CPU: bf16 autocast where the CPU computes bf16 natively (fp32 elsewhere), eager, batches built in the
+    training process. On a CUDA GPU: bf16 and tf32 where it has them, torch.compile (the recipe may name its
+    backend: a CPU ignores it), loader workers copying from pinned memory without waiting, and no per-step read of
+    the loss (the NaN filter syncs the GPU every step). The fused AdamW is the Trainer's default on both."""
     chosen = {name: requested[name] for name in SPEED_SETTINGS}
     gpu = machine.gpu
     if chosen["bf16"] is None:
-        chosen["bf16"] = machine.bf16 and not chosen["fp16"]
+        chosen["bf16"] = (machine.bf16 if gpu else bool(machine.cpu_bf16)) and not chosen["fp16"]
     if chosen["tf32"] is None and machine.tf32:
         chosen["tf32"] = True
     if chosen["torch_compile"] is None:  # not measured with FSDP's sharded parameters: left to an explicit flag
@@ -312,6 +336,18 @@ def speed_settings(requested, machine):
     if chosen["accelerator_config"] is None and gpu:
         chosen["accelerator_config"] = {"non_blocking": True}
     return chosen
+
+
+def precision_reason(requested, bf16, machine):
+    """Why the run computes in the precision speed_settings() chose, in a few words for the speed summary."""
+    if requested["bf16"] is not None or requested["fp16"]:
+        if bf16 and not machine.gpu and not machine.cpu_bf16:
+            return "asked for; this CPU has no native bf16, so it is emulated and slower than fp32"
+        return "asked for"
+    where = "the GPU" if machine.gpu else "this CPU"
+    if bf16:
+        return f"{where} computes bf16 natively" + ("" if machine.gpu else f": {machine.cpu_bf16}")
+    return f"{where} has no native bf16: " + ("older than Ampere" if machine.gpu else "no AMX or AVX512-BF16")
 
 
 def launched_processes():

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import REPO_DIR, SAMPLE_DIR, run_main_in_process
 from hub_server import HubServer
 
@@ -103,6 +104,43 @@ def test_bad_input_is_one_clear_error(squad_model, tmp_path):
         qa_pipeline(classifier)
     with pytest.raises(InputError, match="could not load the model"):
         qa_pipeline(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("dtype, native, computes_in", [
+    ("float32", True, None), ("bfloat16", False, torch.bfloat16), (torch.bfloat16, False, torch.bfloat16),
+    ("auto", True, torch.bfloat16), ("auto", False, None),
+])
+def test_dtype_chooses_what_the_model_computes_in(squad_model, monkeypatch, dtype, native, computes_in):
+    """float32 or bf16 autocast as asked; "auto" takes bf16 only where the device computes it natively (stood in
+    for: the test must not depend on this CPU). Every forward pass runs under the chosen autocast, and the answers
+    stay spans of the context."""
+    monkeypatch.setattr(utils_qa, "native_bf16", lambda device: native)
+    qa = qa_pipeline(squad_model, dtype=dtype, **WINDOWS)
+    assert qa.autocast_dtype == computes_in
+    seen = []
+    forward = qa.model.forward
+    monkeypatch.setattr(qa.model, "forward", lambda *a, **k: seen.append(
+        torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu")) or forward(*a, **k))
+    records = dev_records()[:6]
+    answers = qa(question=[r["question"] for r in records], context=[r["context"] for r in records], batch_size=4)
+    assert len(seen) >= 2 and set(seen) == {computes_in or False}  # every batch of windows
+    assert all(r["context"][a["start"]:a["end"]] == a["answer"] for r, a in zip(records, answers))
+
+
+def test_dtype_is_checked_and_taken_from_the_standard_pipeline(squad_model, capsys):
+    from transformers import pipeline
+
+    with pytest.raises(InputError, match="dtype 'float8' is not one of auto, float32, bfloat16"):
+        qa_pipeline(squad_model, dtype="float8")
+    with pytest.raises(SystemExit) as stop:
+        utils_qa.main([str(squad_model), "Which river?", "--context", "Marlow lies on the Tess.", "--dtype", "int8"])
+    assert stop.value.code == 2 and "--dtype: invalid choice" in capsys.readouterr().err
+    # pipeline(..., dtype=) loads the weights in that dtype and hands it on to this file's pipeline class
+    qa = pipeline("question-answering", model=str(squad_model), trust_remote_code=True, dtype="bfloat16")
+    assert isinstance(qa, utils_qa.QuestionAnsweringPipeline) or type(qa).__name__ == "QuestionAnsweringPipeline"
+    assert qa.model.dtype == torch.bfloat16 and qa.autocast_dtype == torch.bfloat16
+    answer = qa(question="Which river?", context="Marlow lies on the river Tess.", **WINDOWS)
+    assert "Marlow lies on the river Tess."[answer["start"]:answer["end"]] == answer["answer"]
 
 
 def test_the_shell_command_prints_ranked_answers_or_one_error_line(squad_model, tmp_path, capsys):

@@ -518,9 +518,10 @@ def test_unknown_flag(tmp_path, capsys, script, flag):
 @pytest.mark.parametrize("flags, message", [
     (["--load_best_model_at_end", "true", "--eval_strategy", "no", "--save_strategy", "steps"],
      "load_best_model_at_end requires"),
-    (["--bf16", "true"] if not torch.cuda.is_available() else ["--bf16", "true", "--fp16", "true"], "bf16"),
-    *([(["--tf32", "true"], "tf32 requires Ampere or a newer GPU arch, cuda>=11 and torch>=1.7 (this machine has no "
-                            "GPU with bf16/tf32: leave --bf16 and --tf32 out, or set them false)")]
+    (["--bf16", "true", "--fp16", "true"], "bf16"),  # (bf16 alone runs on any CPU, emulated where not native)
+    *([(["--tf32", "true"], "tf32 requires Ampere or a newer GPU arch, cuda>=11 and torch>=1.7 (tf32 needs a GPU of "
+                            "the Ampere generation or newer, bf16 such a GPU or a CPU: leave --bf16 and --tf32 out to "
+                            "have them chosen for this machine, or set them false)")]
       if not torch.cuda.is_available() else []),
 ])
 def test_arguments_the_trainer_rejects_are_one_error_line(tmp_path, capsys, script, flags, message):

@@ -12,7 +12,7 @@ from conftest import REPO_DIR, run_main_in_process
 from transformers import AutoConfig, AutoModelForQuestionAnswering, Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from finetune.arguments import SPEED_SETTINGS, Machine, TrainingArguments, speed_settings
+from finetune.arguments import SPEED_SETTINGS, Machine, TrainingArguments, native_cpu_bf16, speed_settings
 from finetune.data import preprocessing_processes
 from finetune.trainer import OrderedEvalTrainer
 
@@ -216,6 +216,7 @@ def test_cuda_graph_runs_record_fixed_shapes_and_keep_every_evaluation_batch(scr
 
 TASK_RECIPES = sorted(str(p.relative_to(REPO_DIR)) for p in REPO_DIR.glob("recipes/s*/*.yaml") if "quickstart" not in p.name)
 CPU = Machine(gpu=False, bf16=False, tf32=False, cpu_count=2, local_processes=1)
+BF16_CPU = Machine(gpu=False, bf16=False, tf32=False, cpu_count=2, local_processes=1, cpu_bf16="AVX512-BF16")
 H100 = Machine(gpu=True, bf16=True, tf32=True, cpu_count=16, local_processes=1)
 V100 = Machine(gpu=True, bf16=False, tf32=False, cpu_count=8, local_processes=1)
 
@@ -241,18 +242,19 @@ def requested_by(recipe, **flags):
 
 @pytest.mark.parametrize("recipe", TASK_RECIPES)
 def test_task_recipes_state_no_hardware_setting_and_run_as_they_are_on_this_cpu(recipe):
-    """A recipe states task, model, data and hyper-parameters; parsed as it is on this CPU, nothing is compiled, no
-    bf16, no loader workers, and every hyper-parameter is the recipe's."""
+    """A recipe states task, model, data and hyper-parameters; parsed as it is on this CPU, nothing is compiled,
+    bf16 only where this CPU computes it natively, no loader workers, and every hyper-parameter is the recipe's."""
     import yaml
 
     settings = yaml.safe_load((REPO_DIR / recipe).read_text())
     assert not {"bf16", "tf32", "torch_compile", "dataloader_num_workers", "dataloader_pin_memory",
                 "accelerator_config", "logging_nan_inf_filter", "pad_to_max_length"} & set(settings)
     _, data_args, args = parse_recipe(recipe)
-    assert not args.bf16 and not args.torch_compile and args.torch_compile_backend is None
+    native = bool(native_cpu_bf16())
+    assert args.bf16 is native and not args.torch_compile and args.torch_compile_backend is None
     assert args.dataloader_num_workers == 0 and not args.dataloader_pin_memory
     assert args.optim.value == "adamw_torch_fused"  # the Trainer's default, on both kinds of machine
-    assert args.speed_summary().startswith("Speed settings for this machine (CPU): fp32, no torch.compile")
+    assert args.speed_summary().startswith(f"Speed settings for this machine (CPU): {'bf16' if native else 'fp32'} (")
     for name in ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "seed", "max_seq_length"):
         assert getattr(args, name, getattr(data_args, name, None)) == pytest.approx(settings[name]), name
     assert "train_sampling_strategy" not in settings  # grouping changes the batches: measured -0.6 F1 on SQuAD
@@ -273,6 +275,8 @@ def test_a_gpu_gets_the_fast_settings_and_the_same_hyper_parameters(recipe):
     assert not on_v100["bf16"] and on_v100["tf32"] is None and on_v100["torch_compile"]
     on_cpu = speed_settings(requested_by(recipe), CPU)
     assert not on_cpu["bf16"] and not on_cpu["torch_compile"] and on_cpu["torch_compile_backend"] is None
+    on_bf16_cpu = speed_settings(requested_by(recipe), BF16_CPU)  # AMX or AVX512-BF16: bf16, the rest as on a CPU
+    assert on_bf16_cpu == {**on_cpu, "bf16": True}
 
 
 def test_flags_win_over_the_machine_and_the_recipe():
@@ -283,6 +287,9 @@ def test_flags_win_over_the_machine_and_the_recipe():
     assert speed_settings(requested_by(recipe, fp16=True), V100)["fp16"] and not speed_settings(
         requested_by(recipe, fp16=True), H100)["bf16"]  # fp16 asked: no bf16 on top
     assert speed_settings({**requested_by(recipe), "fsdp": True}, H100)["torch_compile"] is False
+    assert not speed_settings(requested_by(recipe, bf16=False), BF16_CPU)["bf16"]
+    assert not speed_settings(requested_by(recipe, fp16=True), BF16_CPU)["bf16"]
+    assert speed_settings(requested_by(recipe, bf16=True), CPU)["bf16"]  # emulated, slower, but what was asked
     eight_processes = Machine(gpu=True, bf16=True, tf32=True, cpu_count=16, local_processes=8)
     assert speed_settings(requested_by(recipe), eight_processes)["dataloader_num_workers"] == 2  # the cores shared
 
@@ -338,3 +345,25 @@ def test_quickstart_recipes_run_torch_on_one_thread(tmp_path, script, recipe):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("native, flags, bf16, reason", [
+    ("AVX512-BF16", [], True, "bf16 (this CPU computes bf16 natively: AVX512-BF16)"),
+    ("AMX", ["--bf16", "false"], False, "fp32 (asked for)"),
+    ("", [], False, "fp32 (this CPU has no native bf16: no AMX or AVX512-BF16)"),
+    ("", ["--bf16", "true"], True, "bf16 (asked for; this CPU has no native bf16, so it is emulated and slower"),
+])
+def test_a_cpu_chooses_bf16_where_it_computes_it_and_says_why(native, flags, bf16, reason, tmp_path, monkeypatch,
+                                                              caplog):
+    """What the parsed arguments and the speed summary say on CPUs with and without native bf16 (the machine is
+    stood in for: the test must not depend on this one). The Trainer's own check refuses bf16 on a CPU unless
+    use_cpu is set: the arguments set it, so that both the chosen and the asked-for bf16 are accepted."""
+    import finetune.arguments
+
+    monkeypatch.setattr(finetune.arguments, "native_cpu_bf16", lambda: native)
+    with caplog.at_level("WARNING", logger="finetune.arguments"):
+        _, _, args = parse_recipe("recipes/squad/minilm-l6.yaml", "--use_cpu", "true", "--output_dir",
+                                  str(tmp_path), *flags)
+    assert args.bf16 is bf16 and args.use_cpu
+    assert args.speed_summary().startswith(f"Speed settings for this machine (CPU): {reason}")
+    assert ("emulates it" in caplog.text) is (bf16 and not native)

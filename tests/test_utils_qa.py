@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 from finetune.cli import InputError
 from finetune.data import load_squad_file
 from utils_qa import (
-    check_qa_tokenizer, null_probability, postprocess_qa_predictions,
+    check_qa_tokenizer, null_probability, postprocess_qa_predictions, top_k,
     prepare_eval_features, prepare_train_features, truncate_questions, windows_from_pairs, windows_from_shared_contexts,
 )
 
@@ -311,6 +311,18 @@ def test_vectorized_answers_equal_the_straightforward_loop(tokenizer, pad_to_max
                                           max_answer_length=max_length) == reference
         assert postprocess_qa_predictions(examples.to_dict(), evaluation.to_dict(), logits, n_best_size=n_best,
                                           max_answer_length=max_length) == reference  # len() of a dict: its keys
+
+
+def test_top_k_keeps_the_first_of_the_values_tied_for_the_last_place():
+    """The candidates are each window's top positions; where values tie for the last place the first positions
+    win, as in the reference's stable sort (bf16 logits tie often, -inf fills positions outside the context)."""
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 4, size=(200, 30)).astype(np.float32)  # many ties
+    values[rng.random(values.shape) < 0.3] = -np.inf
+    values[:3] = [[7.0] * 30, [-np.inf] * 30, np.arange(30)]
+    for k in (1, 5, 20, 30):
+        expected = np.sort(np.argsort(-values, axis=1, kind="stable")[:, :k], axis=1)
+        assert (top_k(values, k) == expected).all(), k
 
 
 # ---- Loading and bad input
