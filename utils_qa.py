@@ -798,6 +798,19 @@ class QuestionAnsweringPipeline(Pipeline):
         return results
 
 
+def quietly(function, *args, **kwargs):
+    """function(*args, **kwargs) without transformers' progress bars ("Loading weights"): the shell prints answers."""
+    from transformers.utils import logging as transformers_logging
+
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        return function(*args, **kwargs)
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
+
+
 def main(argv=None):
     """`python utils_qa.py MODEL QUESTION --context TEXT | --context_file FILE.txt`: the top answers and their
     scores, or "no answer"."""
@@ -843,7 +856,7 @@ def main(argv=None):
             except (OSError, UnicodeDecodeError) as error:
                 raise InputError(f"{args.context_file}: cannot read it as UTF-8 text ({error})") from None
         impossible = None if args.handle_impossible_answer is None else args.handle_impossible_answer == "true"
-        qa = qa_pipeline(args.model, revision=args.revision, dtype=args.dtype)
+        qa = quietly(qa_pipeline, args.model, revision=args.revision, dtype=args.dtype)
         check_qa_tokenizer(qa.tokenizer, args.max_seq_len, args.doc_stride, args.max_question_len, names=SHELL_FLAGS)
         answers = qa(question=args.question, context=context, top_k=args.top_k, max_seq_len=args.max_seq_len,
                      doc_stride=args.doc_stride, max_question_len=args.max_question_len,

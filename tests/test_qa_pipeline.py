@@ -148,8 +148,10 @@ def test_the_shell_command_prints_ranked_answers_or_one_error_line(squad_model, 
     text_file.write_text("Marlow lies on the river Tess.\n" * 80, encoding="utf-8")  # more than 512 tokens
     utils_qa.main([str(squad_model), "Which river?", "--context_file", str(text_file), "--top_k", "2",
                    "--max_seq_len", "64", "--doc_stride", "16", "--max_question_len", "16"])
-    lines = capsys.readouterr().out.strip().splitlines()
+    printed = capsys.readouterr()
+    lines = printed.out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("1. ") and "(score " in lines[0]
+    assert "Loading weights" not in printed.err  # the answers, and nothing else
     with pytest.raises(SystemExit) as stop:
         utils_qa.main([str(squad_model), "Which river?", "--context_file", str(tmp_path / "none.txt")])
     assert stop.value.code == 2
