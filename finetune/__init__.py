@@ -6,6 +6,7 @@ runs           the output folder: the run record and lock, complete checkpoints,
 cli            the command line and recipe files, one-line errors, the per-phase wall time
 arguments      the shared argument dataclasses, their checks, and the speed settings chosen for the machine
 data           reading and validating data files, Hub splits, sample limits, tokenization in processes
+model_checks   what a loaded model and tokenizer must be: the weights of every layer a run uses, its vocabulary
 modeling       loading the tokenizer, config and model, and the checks that need them
 metric_arrays  metrics along the last axis of per-example arrays (one run, or many resamples at once)
 resampling     bootstrap and permutation resamples of per-example arrays
