@@ -32,8 +32,12 @@ def metric_rows(metric_fn, arrays, vectorized):
 
 
 def percentile_interval(values, confidence=CONFIDENCE):
-    """(low, high) holding the central `confidence` of the values; undefined resamples (NaN) left out."""
-    low, high = np.nanquantile(np.concatenate(values), [(1 - confidence) / 2, (1 + confidence) / 2])
+    """(low, high) holding the central `confidence` of the values; undefined resamples (NaN) left out, and (NaN, NaN)
+    where every one is (a correlation of constant predictions)."""
+    values = np.concatenate(values)
+    if np.isnan(values).all():
+        return float("nan"), float("nan")
+    low, high = np.nanquantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
     return float(low), float(high)
 
 

@@ -27,9 +27,10 @@ def bootstrap_intervals(metric_fn, arrays, n_resamples=RESAMPLES, seed=SEED, vec
 
 
 def interval_metrics(intervals, prefix="eval"):
-    """The intervals as eval_results.json keys: {prefix_NAME_ci_low: low, prefix_NAME_ci_high: high}."""
+    """The intervals as eval_results.json keys: {prefix_NAME_ci_low: low, prefix_NAME_ci_high: high}; none for a
+    metric undefined on every resample (JSON has no NaN)."""
     return {f"{prefix}_{name}_ci_{end}": value for name, (low, high) in intervals.items()
-            for end, value in (("low", low), ("high", high))}
+            for end, value in (("low", low), ("high", high)) if np.isfinite(low) and np.isfinite(high)}
 
 
 def classification_intervals(labels, predictions, names=("accuracy", "f1"), num_classes=None, f1_average="binary",

@@ -157,7 +157,8 @@ def test_float_labels_train_a_regression(tmp_path):
                        epochs=1)
     config = json.loads((output_dir / "config.json").read_text())
     assert config["problem_type"] == "regression" and len(config["id2label"]) == 1
-    results = json.loads((output_dir / "eval_results.json").read_text())
+    # strict JSON: a correlation undefined on every resample (constant predictions) gets no interval, not NaN
+    results = json.loads((output_dir / "eval_results.json").read_text(), parse_constant=pytest.fail)
     assert {"eval_pearson", "eval_spearmanr", "eval_mse"} <= set(results) and "eval_per_class" not in results
     failures = read_tsv(output_dir / "eval_failures.tsv")
     assert [abs(float(f["error"])) for f in failures] == sorted((abs(float(f["error"])) for f in failures),
