@@ -13,7 +13,8 @@ import datasets
 from finetune.arguments import TrainingArguments
 from finetune.errors import InputError
 from finetune.data import first_rows, load_hub_split, read_records, split_suffix
-from finetune.tasks.text_classification import CUSTOM, DEFAULT_TASK, GLUE_DATASET, GLUE_TASKS, glue_task, own_task
+from finetune.tasks.text_classification import (CUSTOM, DEFAULT_TASK, GLUE_DATASET, GLUE_TASKS, glue_task, own_task,
+                                                recognise)
 
 UNLABELED = -1  # GLUE's test split marks its hidden labels with -1
 SINGLE_COLUMNS = ("sentence", "text")
@@ -96,8 +97,6 @@ def resolve_task(data_args, training_args, model_config):
     """The run's task: --task_name; a GLUE dataset's config; own labels where --label_names, --text_pair_column or
     --problem_type say so; the task a fine-tuned model was trained on; else SST-2. Its label names may still be
     open (own labels are then read from the training data: see get_datasets)."""
-    from finetune.tasks.text_classification import recognise
-
     name = data_args.task_name
     if name is None and is_glue(data_args.dataset_name) and data_args.dataset_config_name in GLUE_TASKS:
         name = data_args.dataset_config_name
@@ -133,7 +132,7 @@ def is_glue(dataset_name):
 def split_sources(task, data_args, training_args):
     """(split, file or Hub split, its suffix in result names) for each split the run needs. MNLI's Hub validation is
     two splits: matched (the eval_* results) and mismatched (eval_*_mm)."""
-    glue = GLUE_TASKS.get(task_name(task, data_args))
+    glue = task.glue if task is not None else None
     evaluations = [("validation", data_args.validation_file, "")]
     if not data_args.validation_file and glue:
         evaluations = [(split, None, "" if i == 0 else "_mm") for i, split in enumerate(glue.eval_splits)]
@@ -142,10 +141,6 @@ def split_sources(task, data_args, training_args):
     wanted += [(glue.test_split if glue and not data_args.test_file else "test", data_args.test_file, "",
                 training_args.do_predict)]
     return [(split, path, suffix) for split, path, suffix, needed in wanted if needed]
-
-
-def task_name(task, data_args):
-    return task.name if task is not None else CUSTOM
 
 
 def load_rows(data_args, task, split, path):
