@@ -229,6 +229,17 @@ def test_a_glue_pair_task_from_a_dataset_by_name(tmp_path, capsys):
     assert gold == ["entailment" if r["label"] == "entailment" else "not_entailment" for r in dev[40:]]
 
 
+def test_minus_one_is_a_label_where_the_data_has_it(tmp_path):
+    from finetune.tasks.classification_data import DataArguments, build_dataset, own_task
+
+    labelled = [("bad", "-1"), ("ok", 0), ("good", 1)]  # negative / neutral / positive
+    rows = [{"text": text, "label": label, "_row": f"line {i}"} for i, (text, label) in enumerate(labelled)]
+    names = labels_of(rows, "label", "f")
+    assert names == ["-1", "0", "1"]
+    dataset, _ = build_dataset(rows, "f", DataArguments(), "train", own_task(names))
+    assert dataset["label"] == [0, 1, 2]
+
+
 def test_label_sets_are_read_in_a_stable_order():
     rows = [{"label": value, "_row": f"line {i}"} for i, value in enumerate(["10", 2, "2", "9"])]
     assert labels_of(rows, "label", "f") == ["2", "9", "10"]

@@ -240,9 +240,10 @@ def label_set_text(names):
 
 
 def parse_label(value, names, source, where):
-    """A label (a name, or an integer: the id, or the name where the names are integers) -> (id, kind); -1, "" and
-    missing -> UNLABELED."""
-    if value is None or value == "" or value == UNLABELED or value == str(UNLABELED):
+    """A label (a name, or an integer: the id, or the name where the names are integers) -> (id, kind); "" and
+    missing -> UNLABELED, and -1 too unless it is one of the labels (-1 / 0 / 1 for negative / neutral / positive)."""
+    unlabeled = value == UNLABELED or value == str(UNLABELED)
+    if value is None or value == "" or unlabeled and str(UNLABELED) not in names:
         return UNLABELED, None
     number = as_integer(value)
     if number == "frac" and math.isfinite(value if isinstance(value, float) else float(value)):
