@@ -191,8 +191,8 @@ def parse_args(dataclass_types, argv=None):
     except ValueError as error:  # TrainingArguments' own checks, e.g. --bf16 true on a machine without support
         message = " ".join(str(error).split())
         if re.search(r"bf16|tf32", message, re.IGNORECASE):
-            message += (" (tf32 needs a GPU of the Ampere generation or newer, bf16 such a GPU or a CPU: leave --bf16 and "
-                        "--tf32 out to have them chosen for this machine, or set them false)")
+            message += (" (tf32 needs a GPU of the Ampere generation or newer, bf16 such a GPU or a CPU: leave "
+                        "--bf16 and --tf32 out to have them chosen for this machine, or set them false)")
         raise InputError(f"the arguments do not fit together or this machine: {message}") from None
     *arguments, unknown = parsed
     this_run["output_dir"] = next((a.output_dir for a in arguments if hasattr(a, "output_dir")), None)

@@ -175,8 +175,8 @@ def checkpoint_to_resume(training_args, own_run=False, earlier_checkpoints=None,
         if problem:
             logger.warning("Skipping %s: %s; it is kept as it is", checkpoint, problem)
         elif own_checkpoints is not None and checkpoint.name not in own_checkpoints:
-            logger.warning("Skipping %s: this run's %s does not list it (another run's, or copied in); it is kept as it "
-                           "is", checkpoint, RUN_RECORD)
+            logger.warning("Skipping %s: this run's %s does not list it (another run's, or copied in); it is kept "
+                           "as it is", checkpoint, RUN_RECORD)
         elif (earlier_checkpoints or {}).get(checkpoint.name) != checkpoint_stamp(checkpoint):
             complete.append(checkpoint)
     if complete and not training_args.overwrite_output_dir:

@@ -278,8 +278,8 @@ def start_summary(args, state, train_samples):
     resumed = f", resuming at step {state.global_step:,}" if state.global_step else ""
     epochs = state.num_train_epochs
     return (f"Training: {train_samples:,} examples, {epochs:g} epoch{'s' * (epochs != 1)}, {state.max_steps:,} "
-            f"optimizer steps{resumed}; effective batch {batch:,} ({args.per_device_train_batch_size} per device x {processes} "
-            f"process{'es' * (processes > 1)} x {accumulation} accumulation step{'s' * (accumulation > 1)})")
+            f"optimizer steps{resumed}; effective batch {batch:,} ({args.per_device_train_batch_size} per device x "
+            f"{processes} process{'es' * (processes > 1)} x {accumulation} accumulation step{'s' * (accumulation > 1)})")
 
 
 def train_and_save(trainer, resume_from, train_samples):

@@ -172,7 +172,8 @@ def compare(a, b, names):
                 right = "A" if abs(row["error"]) < abs(other["error"]) else "B" if abs(other["error"]) < abs(
                     row["error"]) else "same"
             else:
-                right = "A" if row["predicted"] == row["gold"] else "B" if other["predicted"] == row["gold"] else "neither"
+                right = ("A" if row["predicted"] == row["gold"] else "B" if other["predicted"] == row["gold"]
+                         else "neither")
             rows.append({"index": index, "gold": row["gold"], "a": row["predicted"], "a_score": row[score],
                          "b": other["predicted"], "b_score": other[score], "right": right,
                          **{name: row[name] for name in texts}})

@@ -12,7 +12,8 @@ from finetune.qa_report import squad_scoring
 from finetune.stats import compare_scores
 
 RERUN = "it is written by an evaluation (--do_eval): evaluate the run again, or fix that row"
-HEADERS = {"squad": "id\tgold\tA_answer\tA_f1\tB_answer\tB_f1\tright\tquestion", "squad_unscored": "id\tA_answer\tB_answer"}
+HEADERS = {"squad": "id\tgold\tA_answer\tA_f1\tB_answer\tB_f1\tright\tquestion",
+           "squad_unscored": "id\tA_answer\tB_answer"}
 COMPARISON_HEADERS = tuple(HEADERS.values())  # how compare_runs.py knows a disagreements.tsv of its own
 
 

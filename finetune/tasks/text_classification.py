@@ -137,8 +137,8 @@ def task_card(task):
     if task.name == "sst2":
         example = '"a gripping, beautifully acted film"'
         output = "# [{'label': 'positive', 'score': ...}]"
-    usage = f'from transformers import pipeline\n\nclassifier = pipeline("text-classification", model="{{repo_id}}")\n' \
-            f"print(classifier({example}))\n{output}"
+    usage = ('from transformers import pipeline\n\nclassifier = pipeline("text-classification", model="{repo_id}")\n'
+             f"print(classifier({example}))\n{output}")
     inputs = "sentence pairs" if task.pair else "single texts"
     return TaskCard(
         name=task.name, pipeline_tag="text-classification", task_name="Text Classification",
