@@ -4,6 +4,7 @@ model, data, seed and hyper-parameters, turning the notebook's choices on one at
 
     python benchmarks/ablate_squad.py [--train_questions 2000] [--eval_questions 1000] [--rows default argmax ...]
         [--model DIR] [--train_file F] [--dev_file F] [--work_dir /tmp/squad-ablation] [--out F.jsonl] [-- FLAGS]
+    python benchmarks/ablate_squad.py --table F.jsonl [F.jsonl ...]
 
 Rows (run_squad.py flags on top of the shared ones):
     default        384-token windows, stride 128, the best valid start/end pair of the top 20 each
@@ -22,6 +23,11 @@ to every row (on a GPU, for example, nothing: the speed settings are chosen for 
 the other in this process, so the start-up (imports) is paid once, outside every row's time. Each row prints and
 appends one JSON line (row, flags, EM, F1, windows, seconds of training, of evaluation and in all, load average,
 machine) to --out.
+
+Seeds: run the script once per --seed, each with its own --work_dir and the same --out (two processes with
+--cpu_threads 1 may share two cores); `--table` then prints each row's EM and F1 as mean ± sample standard deviation
+over the seeds, every seed's F1, and the row's F1 minus the default row's F1 of the same seed (paired), so that a
+difference can be set against the spread of the seeds.
 """
 
 import argparse
@@ -30,6 +36,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -65,6 +72,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--work_dir", default="/tmp/squad-ablation", help="data subsets and each row's output")
     parser.add_argument("--out", default=None, help="append each row's JSON line to this file")
+    parser.add_argument("--table", nargs="+", default=None, metavar="F.jsonl",
+                        help="print the rows of these files over their seeds (mean ± std) and run nothing")
     parser.add_argument("extra", nargs="*", help="after --: flags for every row")
     return parser.parse_args(argv)
 
@@ -109,7 +118,7 @@ def run_row(name, args, train_file, eval_file, model):
     gc.collect()
     wall = time.perf_counter() - start
     results = json.loads((output_dir / "all_results.json").read_text())
-    return {"row": name, "flags": " ".join(flags), "model_from": trained_by or "trained here",
+    return {"row": name, "seed": args.seed, "flags": " ".join(flags), "model_from": trained_by or "trained here",
             "exact_match": round(results["eval_exact_match"], 2), "f1": round(results["eval_f1"], 2),
             "train_s": round(results.get("train_runtime", 0.0), 1), "eval_s": round(results.get("eval_runtime", 0), 1),
             "wall_s": round(wall, 1), "train_windows": results.get("train_samples"),
@@ -119,8 +128,41 @@ def run_row(name, args, train_file, eval_file, model):
                                                                                                    time.gmtime())}
 
 
+def spread(values):
+    """mean ± sample standard deviation, or the one value."""
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def seed_table(records):
+    """A Markdown table of ablation rows (ablate_squad.py's JSON lines) over their seeds: EM and F1 as mean ± std,
+    each seed's F1, and F1 minus the default row's F1 of the same seed. A row run twice with one seed counts once:
+    its last line wins."""
+    by_row = {}
+    for record in records:
+        by_row.setdefault(record["row"], {})[record.get("seed")] = record
+    default = by_row.get("default", {})
+    lines = ["| row | flags | seeds | EM | F1 | F1 per seed | F1 − default, paired |",
+             "|---|---|---:|---:|---:|---|---:|"]
+    for name in [row for row in ROWS if row in by_row]:
+        runs = by_row[name]
+        seeds = sorted(runs, key=lambda seed: (seed is None, seed or 0))
+        paired = [runs[s]["f1"] - default[s]["f1"] for s in seeds if s in default]
+        difference = "—" if name == "default" or not paired else spread(paired)
+        per_seed = ", ".join(f"{runs[s]['f1']:.2f} ({s})" for s in seeds)
+        lines.append(f"| {name} | `{runs[seeds[0]]['flags'] or '(none)'}` | {len(seeds)} | "
+                     f"{spread([runs[s]['exact_match'] for s in seeds])} | {spread([runs[s]['f1'] for s in seeds])} | "
+                     f"{per_seed} | {difference} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.table:
+        records = [json.loads(line) for path in args.table for line in Path(path).read_text().splitlines() if line]
+        print(seed_table(records))
+        return
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     train_file = write_subset(args.train_file, args.train_questions, work)

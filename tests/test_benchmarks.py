@@ -159,3 +159,23 @@ def test_squad_ablation_runs_every_row_on_the_same_data(tmp_path):
     assert rows["truncation"]["train_windows"] == rows["notebook"]["train_windows"] == 16  # one window a question
     assert rows["windows-256"]["train_windows"] >= 16 and rows["default"]["train_windows"] >= 16
     assert "| notebook | `--max_seq_length 256 --first_window_only" in result.stdout
+
+
+def test_squad_ablation_table_over_seeds():
+    """--table: each row's EM and F1 as mean ± sample std over its seeds, and its F1 minus the default row's F1 of
+    the same seed; a seed's later line replaces an earlier one."""
+    import sys
+
+    sys.path.insert(0, str(REPO_DIR / "benchmarks"))
+    from ablate_squad import seed_table
+
+    def line(row, seed, em, f1, flags=""):
+        return {"row": row, "seed": seed, "flags": flags, "exact_match": em, "f1": f1}
+
+    records = [line("default", 1, 40.0, 50.0), line("default", 2, 42.0, 54.0), line("default", 2, 44.0, 56.0),
+               line("notebook", 2, 5.0, 9.0, "--first_window_only"), line("notebook", 1, 4.0, 8.0, "--first_window_only")]
+    table = seed_table(records).splitlines()
+    assert table[2] == "| default | `(none)` | 2 | 42.00 ± 2.83 | 53.00 ± 4.24 | 50.00 (1), 56.00 (2) | — |"
+    # paired differences: 8 − 50 = −42 and 9 − 56 = −47
+    assert table[3] == ("| notebook | `--first_window_only` | 2 | 4.50 ± 0.71 | 8.50 ± 0.71 | 8.00 (1), 9.00 (2) | "
+                        "-44.50 ± 3.54 |")
