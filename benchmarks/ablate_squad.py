@@ -128,11 +128,11 @@ def run_row(name, args, train_file, eval_file, model):
                                                                                                    time.gmtime())}
 
 
-def spread(values):
-    """mean ± sample standard deviation, or the one value."""
+def spread(values, sign=""):
+    """mean ± sample standard deviation, or the one value; sign "+" writes a plus before a positive mean."""
     if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
+        return f"{values[0]:{sign}.2f}"
+    return f"{statistics.fmean(values):{sign}.2f} ± {statistics.stdev(values):.2f}"
 
 
 def seed_table(records):
@@ -149,7 +149,7 @@ def seed_table(records):
         runs = by_row[name]
         seeds = sorted(runs, key=lambda seed: (seed is None, seed or 0))
         paired = [runs[s]["f1"] - default[s]["f1"] for s in seeds if s in default]
-        difference = "—" if name == "default" or not paired else spread(paired)
+        difference = "—" if name == "default" or not paired else spread(paired, "+")
         per_seed = ", ".join(f"{runs[s]['f1']:.2f} ({s})" for s in seeds)
         lines.append(f"| {name} | `{runs[seeds[0]]['flags'] or '(none)'}` | {len(seeds)} | "
                      f"{spread([runs[s]['exact_match'] for s in seeds])} | {spread([runs[s]['f1'] for s in seeds])} | "

@@ -173,9 +173,11 @@ def test_squad_ablation_table_over_seeds():
         return {"row": row, "seed": seed, "flags": flags, "exact_match": em, "f1": f1}
 
     records = [line("default", 1, 40.0, 50.0), line("default", 2, 42.0, 54.0), line("default", 2, 44.0, 56.0),
-               line("notebook", 2, 5.0, 9.0, "--first_window_only"), line("notebook", 1, 4.0, 8.0, "--first_window_only")]
+               line("notebook", 2, 5.0, 9.0, "--first_window_only"), line("notebook", 1, 4.0, 8.0, "--first_window_only"),
+               line("windows-256", 1, 41.0, 51.0), line("windows-256", 2, 42.0, 57.0)]
     table = seed_table(records).splitlines()
     assert table[2] == "| default | `(none)` | 2 | 42.00 ± 2.83 | 53.00 ± 4.24 | 50.00 (1), 56.00 (2) | — |"
+    assert table[3].endswith("| 51.00 (1), 57.00 (2) | +1.00 ± 0.00 |")  # rows in the script's order
     # paired differences: 8 − 50 = −42 and 9 − 56 = −47
-    assert table[3] == ("| notebook | `--first_window_only` | 2 | 4.50 ± 0.71 | 8.50 ± 0.71 | 8.00 (1), 9.00 (2) | "
+    assert table[4] == ("| notebook | `--first_window_only` | 2 | 4.50 ± 0.71 | 8.50 ± 0.71 | 8.00 (1), 9.00 (2) | "
                         "-44.50 ± 3.54 |")
